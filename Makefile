@@ -1,0 +1,50 @@
+# colourise_tf — every target creates its own virtualenv on first use.
+#   make test                 fast tests (what CI runs)
+#   make test-large           the slow tests too
+#   make train                main job on the embedded sample photos (CPU, < 15 min)
+#   make train PRESET=gorriz-ibn-sn-md DATASET=imagenet2012 DATA_DIR=/data MANUAL_DIR=/data/manual STRATEGY=mirrored TF_EXTRA=gpu
+#   make bench                pipeline and train-step benchmarks (JSON in benchmarks/results/)
+
+PYTHON   ?= python3
+VENV     ?= .venv
+TF_EXTRA ?= cpu
+BIN      := $(VENV)/bin
+STAMP    := $(VENV)/.installed-$(TF_EXTRA)
+
+PRESET    ?= gorriz-ibn-sn-md
+DATASET   ?= samples
+WORKDIR   ?= runs/$(PRESET)
+STRATEGY  ?= default
+PRECISION ?= auto
+DATA_DIR  ?=
+MANUAL_DIR ?=
+OVERRIDES ?=
+
+.PHONY: install test test-large train bench clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[$(TF_EXTRA),dev]"
+	touch $@
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not large" -q
+
+test-large: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+train: $(STAMP)
+	$(BIN)/colourise-train --preset $(PRESET) --dataset $(DATASET) --workdir $(WORKDIR) \
+	  --strategy $(STRATEGY) --precision $(PRECISION) \
+	  $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(MANUAL_DIR),--manual-dir $(MANUAL_DIR)) \
+	  $(if $(OVERRIDES),$(OVERRIDES),--cpu-schedule)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/data_pipeline.py
+	$(BIN)/python benchmarks/train_step.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
