@@ -1,0 +1,120 @@
+"""Images/s of the full GAN step (G + multi-scale D, both updates) at 256x256.
+
+Every setting runs in its own subprocess (the dtype policy is global and XLA
+caches are per process), one after another, so figures are side by side on the
+same machine state. Prints a table and writes JSON.
+
+    python benchmarks/train_step.py                       # batch 4 and 16, fp32/bf16, XLA off/on
+    python benchmarks/train_step.py --batch 4 --steps 6 --no-xla
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _worker(preset: str, batch: int, precision: str, xla: bool, steps: int, warmup: int, size: int) -> dict:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from colourise_tf import config as config_lib
+    from training.runtime import set_precision
+    from training.trainer import GANTrainer
+
+    policy = set_precision(precision)
+    cfg = config_lib.apply_overrides(
+        config_lib.get_preset(preset), [f"data.batch_size={batch}", f"model.image_size={size}"]
+    )
+    keras.utils.set_random_seed(0)
+    trainer = GANTrainer(cfg, precision=policy, jit_compile=xla)
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8))
+    batch_in = {"image": images}
+    t0 = time.perf_counter()
+    for _ in range(warmup):
+        m = trainer.train_step(batch_in)
+    float(m["loss/g_total"])
+    compile_s = time.perf_counter() - t0
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        m = trainer.train_step(batch_in)
+        float(m["loss/g_total"])  # sync
+        times.append(time.perf_counter() - t)
+    med = statistics.median(times)
+    return {
+        "preset": preset,
+        "batch": batch,
+        "precision": policy,
+        "xla": xla,
+        "image_size": size,
+        "median_step_s": med,
+        "images_per_s": batch / med,
+        "step_times_s": times,
+        "warmup_s": compile_s,
+        "g_params": int(trainer.generator.count_params()),
+        "d_params": int(trainer.discriminator.count_params()) if trainer.discriminator else 0,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="gorriz-ibn-sn-md")
+    p.add_argument("--batch", type=int, nargs="+", default=[4, 16])
+    p.add_argument("--precision", nargs="+", default=["float32", "mixed_bfloat16"])
+    p.add_argument("--no-xla", action="store_true", help="skip the XLA settings")
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "train_step.json"))
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args()
+
+    if args.worker:
+        batch, precision, xla = args.worker.split(",")
+        res = _worker(args.preset, int(batch), precision, xla == "1", args.steps, args.warmup, args.size)
+        print("RESULT " + json.dumps(res))
+        return
+
+    settings = [
+        (b, prec, xla)
+        for b in args.batch
+        for prec in args.precision
+        for xla in ([False] if args.no_xla else [False, True])
+    ]
+    results = []
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
+    for b, prec, xla in settings:
+        cmd = [sys.executable, __file__, "--preset", args.preset, "--steps", str(args.steps),
+               "--warmup", str(args.warmup), "--size", str(args.size), "--worker", f"{b},{prec},{int(xla)}"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+        if proc.returncode or not line:
+            res = {"batch": b, "precision": prec, "xla": xla, "error": proc.stderr.strip().splitlines()[-1:]}
+        else:
+            res = json.loads(line[0][7:])
+        results.append(res)
+        shown = f"{res['images_per_s']:.2f} img/s (median step {res['median_step_s']:.2f}s)" if "images_per_s" in res else f"FAILED {res['error']}"
+        print(f"batch {b:3d}  {prec:15s} xla={'on ' if xla else 'off'}  {shown}", flush=True)
+    ok = [r for r in results if "images_per_s" in r]
+    best = max(ok, key=lambda r: r["images_per_s"]) if ok else None
+    out = {"preset": args.preset, "image_size": args.size, "results": results, "fastest": best and {k: best[k] for k in ("batch", "precision", "xla", "images_per_s")}}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2))
+    if best:
+        print(f"fastest: batch {best['batch']} {best['precision']} xla={best['xla']} -> {best['images_per_s']:.2f} img/s")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

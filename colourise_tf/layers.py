@@ -1,0 +1,565 @@
+"""Building blocks: conv / transposed-conv blocks, spectral norm, IBN, reflection padding.
+
+Every class here is registered with Keras (package ``colourise_tf``), implements
+``get_config`` and round-trips through ``from_config`` and ``.keras`` files.
+
+Normalisation choices (``norm=``)
+---------------------------------
+* ``"none"``: conv with bias, no normalisation.
+* ``"batch"``: bias-free conv + ``keras.layers.BatchNormalization`` (momentum 0.9 and
+  epsilon 1e-5, i.e. PyTorch's defaults, which pix2pix and IBN-Net use).
+* ``"instance"``: bias-free conv + ``keras.layers.GroupNormalization(groups=-1)``
+  (one group per channel = instance norm, affine), the Keras 3 replacement for
+  ``tensorflow_addons.layers.InstanceNormalization``.
+* ``"ibn"``: bias-free conv + :class:`IBNorm` or plain batch norm, by depth (below).
+
+IBN (seed 000 §III-B, after IBN-Net "IBN-a", Pan et al. 2018)
+-------------------------------------------------------------
+Inside an :class:`IBNorm` layer with ``C`` channels, channels ``[0, floor(ratio * C))``
+(the first half for ``ratio = 0.5``) are instance-normalised (affine
+``GroupNormalization(groups=-1)``, per-sample statistics, nothing stored) and the
+remaining channels are batch-normalised (``BatchNormalization`` with moving mean and
+variance). IBN-Net puts IN only in shallow layers, where appearance (style) varies, and
+keeps BN alone in deep layers, which carry content. We measure depth by resolution:
+a normalised layer whose output is ``l`` stride-2 levels below the input resolution
+(output size ``H / 2**l``) gets :class:`IBNorm` if ``l <= S`` and plain BN otherwise,
+with ``S = ModelConfig.ibn_levels`` or, when that is 0, ``S = ceil(l_max / 2)`` for a
+network whose deepest feature map is at level ``l_max``. Layers that are never
+normalised (the first layer, output heads) stay so. Concretely, with the defaults:
+
+* Seed-000 U-Net (7 levels, S = 4): encoder e1 (level 1) no norm; e2, e3, e4 (levels
+  2-4: e128, e256, e512) IBN; e5, e6, e7 BN only. Decoder d_j outputs level 7 - j:
+  d1 (512 @ level 6) and d2 (512 @ level 5) BN only; d3 (512 @ 4), d4 (256 @ 3),
+  d5 (128 @ 2), d6 (64 @ 1) IBN - the mirror image of the encoder. Output layer: none.
+* Seed-004 32x32 U-Net (4 levels, S = 2): e2 IBN; e3, e4 BN; d1 (level 3) BN; d2, d3 IBN.
+* 70x70 PatchGAN (levels 1, 2, 3, 3; S = 2): layer 1 (64) no norm; layer 2 (128) IBN;
+  layer 3 (256) and the stride-1 layer 4 (512) BN only; output conv none.
+* ResNet generator (levels 0, 1, 2; S = 1): stem c7s1 and the first downsampling, and
+  both upsamplings IBN; the second downsampling and every residual block BN only.
+* DCGAN generator (levels 1, 2, 3, 3, 2, 1; S = 2): layers 1, 2, 5, 6 IBN; 3, 4 BN.
+
+Spectral normalisation
+----------------------
+:class:`SpectralNorm` subclasses ``keras.layers.SpectralNormalization`` (Miyato et al.
+2018) and keeps its interface and its ``vector_u`` weight, with three changes found by
+testing the stock layer on Keras 3.15:
+
+1. The stock layer *overwrites the wrapped kernel* with ``W / sigma`` on every training
+   call, reading it through Keras autocasting; under ``mixed_bfloat16`` this rounds
+   the float32 master weights to bfloat16 on every step. Here the kernel variable is
+   never written: ``W / sigma`` is computed (in float32) and used for that call only.
+2. Because of that assignment the stock layer's gradient does not flow through
+   ``sigma``; here it does (as in Miyato et al. and PyTorch), with ``u`` and ``v``
+   held constant (stop-gradient).
+3. The stock layer runs inference with the raw, last-assigned kernel (the optimiser
+   has moved it since). Here inference divides by ``sigma = v W u^T`` from the stored
+   ``u`` and ``v`` (a new ``vector_v`` weight): no power iteration, no state update,
+   deterministic - PyTorch's eval behaviour.
+
+Training calls (``training=True``) run ``power_iterations`` (default 1) power
+iterations and update ``vector_u`` / ``vector_v``. The weight matrix is the kernel
+reshaped to ``[-1, kernel.shape[-1]]``: ``[k*k*c_in, c_out]`` for ``Conv2D``,
+``[k*k*c_out, c_in]`` for ``Conv2DTranspose`` (whose Keras kernel is
+``[k, k, c_out, c_in]``; the transposed conv is the adjoint of that conv, so it has the
+same spectral norm), ``[c_in, c_out]`` for ``Dense``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+from keras import ops
+
+__all__ = [
+    "SpectralNorm",
+    "IBNorm",
+    "ReflectionPadding2D",
+    "MinSizeCheck",
+    "ConvBlock",
+    "resolve_norm",
+    "ibn_depth",
+    "kernel_initializer",
+    "gamma_initializer",
+    "make_norm",
+]
+
+_PACKAGE = "colourise_tf"
+NORMS = ("none", "batch", "instance", "ibn")
+
+
+def ibn_depth(max_level: int, ibn_levels: int = 0) -> int:
+    """The IBN depth ``S``: ``ibn_levels`` if positive, else ``ceil(max_level / 2)``."""
+    return int(ibn_levels) if ibn_levels > 0 else int(math.ceil(max_level / 2))
+
+
+def resolve_norm(norm: str, level: int, max_level: int, ibn_levels: int = 0) -> str:
+    """The normalisation a normalised layer at ``level`` really gets.
+
+    Args:
+        norm: the network's choice, one of ``none | batch | instance | ibn``.
+        level: the layer's output level (output size ``H / 2**level``).
+        max_level: the deepest level in the network.
+        ibn_levels: ``S`` override (0 = ``ceil(max_level / 2)``).
+
+    Returns:
+        ``norm`` unchanged unless it is ``"ibn"``; then ``"ibn"`` for shallow layers
+        (``level <= S``) and ``"batch"`` for deep ones.
+    """
+    if norm not in NORMS:
+        raise ValueError(f"norm={norm!r} is not one of {NORMS}")
+    if norm != "ibn":
+        return norm
+    return "ibn" if level <= ibn_depth(max_level, ibn_levels) else "batch"
+
+
+def kernel_initializer(init: str) -> keras.initializers.Initializer:
+    """Conv/dense kernel initialiser for an init scheme.
+
+    ``"normal"`` is N(0, 0.02) (pix2pix, DCGAN); anything else is a Keras initializer
+    name such as ``"glorot_uniform"`` (Xavier-uniform, seed 004) or ``"he_normal"``.
+    """
+    if init == "normal":
+        return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
+    return keras.initializers.get(init)
+
+
+def gamma_initializer(init: str) -> keras.initializers.Initializer:
+    """Normalisation scale initialiser: N(1, 0.02) for ``"normal"`` (pix2pix), else ones."""
+    if init == "normal":
+        return keras.initializers.RandomNormal(mean=1.0, stddev=0.02)
+    return keras.initializers.Ones()
+
+
+def _l2_normalize(x, eps: float = 1e-12):
+    return x * ops.rsqrt(ops.maximum(ops.sum(ops.square(x)), eps))
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SpectralNorm(keras.layers.SpectralNormalization):
+    """Spectral normalisation of a ``Conv2D``, ``Conv2DTranspose`` or ``Dense`` layer.
+
+    See the module docstring for how it differs from the stock Keras layer. The
+    normalised kernel ``W / sigma`` is computed in float32 on each call and never
+    written back; ``vector_u`` (``[1, n_out]``) and ``vector_v`` (``[1, n_in]``) hold
+    the power-iteration state and change only on training calls.
+
+    Args:
+        layer: the layer to wrap (not yet built).
+        power_iterations: power iterations per training call.
+        **kwargs: base layer arguments (``name``, ``dtype``...).
+    """
+
+    def __init__(self, layer: keras.layers.Layer, power_iterations: int = 1, **kwargs: Any) -> None:
+        # Read the kernel in float32 even under a mixed policy; we cast ourselves.
+        kwargs.setdefault("autocast", False)
+        super().__init__(layer, power_iterations=power_iterations, **kwargs)
+        if not isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Dense)):
+            raise ValueError(f"SpectralNorm supports Conv2D, Conv2DTranspose and Dense, got {type(layer).__name__}")
+
+    def build(self, input_shape) -> None:
+        super().build(input_shape)
+        n_in = int(math.prod(self.kernel_shape[:-1]))
+        self.vector_v = self.add_weight(
+            shape=(1, n_in),
+            initializer="zeros",
+            trainable=False,
+            name="vector_v",
+            dtype=self.kernel.dtype,
+        )
+        # A first power iteration so that inference before any training step already
+        # divides by a sensible sigma (and u, v are unit vectors from the start).
+        w = self._matrix()
+        v = _l2_normalize(ops.matmul(_l2_normalize(ops.convert_to_tensor(self.vector_u)), ops.transpose(w)))
+        u = _l2_normalize(ops.matmul(v, w))
+        self.vector_u.assign(u)
+        self.vector_v.assign(v)
+
+    def _matrix(self):
+        w = ops.cast(ops.convert_to_tensor(self.kernel), "float32")
+        return ops.reshape(w, (-1, self.kernel_shape[-1]))
+
+    def sigma(self, training: bool = False):
+        """The spectral-norm estimate ``v W u^T`` (float32 scalar); no state update."""
+        w = self._matrix()
+        u = ops.cast(ops.convert_to_tensor(self.vector_u), "float32")
+        v = ops.cast(ops.convert_to_tensor(self.vector_v), "float32")
+        return ops.reshape(ops.matmul(ops.matmul(v, w), ops.transpose(u)), ())
+
+    def normalized_kernel(self):
+        """``W / sigma`` with the stored ``u``, ``v`` (what an inference call uses)."""
+        w = ops.cast(ops.convert_to_tensor(self.kernel), "float32")
+        return w / ops.maximum(self.sigma(), 1e-12)
+
+    def call(self, inputs, training: bool = False):
+        w = self._matrix()
+        if training:
+            u = ops.cast(ops.convert_to_tensor(self.vector_u), "float32")
+            for _ in range(self.power_iterations):
+                v = _l2_normalize(ops.matmul(u, ops.transpose(w)))
+                u = _l2_normalize(ops.matmul(v, w))
+            u = ops.stop_gradient(u)
+            v = ops.stop_gradient(v)
+            self.vector_u.assign(ops.cast(u, self.vector_u.dtype))
+            self.vector_v.assign(ops.cast(v, self.vector_v.dtype))
+        else:
+            u = ops.cast(ops.convert_to_tensor(self.vector_u), "float32")
+            v = ops.cast(ops.convert_to_tensor(self.vector_v), "float32")
+        sigma = ops.matmul(ops.matmul(v, w), ops.transpose(u))
+        kernel = ops.reshape(w / ops.maximum(sigma, 1e-12), self.kernel_shape)
+        return self._apply(inputs, kernel)
+
+    def _apply(self, inputs, kernel):
+        layer = self.layer
+        dtype = self.compute_dtype
+        x = ops.cast(inputs, dtype)
+        k = ops.cast(kernel, dtype)
+        if isinstance(layer, keras.layers.Conv2DTranspose):
+            y = ops.conv_transpose(
+                x,
+                k,
+                strides=list(layer.strides),
+                padding=layer.padding,
+                output_padding=layer.output_padding,
+                dilation_rate=layer.dilation_rate,
+                data_format=layer.data_format,
+            )
+        elif isinstance(layer, keras.layers.Dense):
+            y = ops.matmul(x, k)
+        else:
+            y = layer.convolution_op(x, k)
+        if layer.use_bias:
+            b = ops.cast(ops.convert_to_tensor(layer.bias), dtype)
+            if getattr(layer, "data_format", "channels_last") == "channels_first":
+                b = ops.reshape(b, (1, -1) + (1,) * (len(y.shape) - 2))
+            y = y + b
+        if layer.activation is not None:
+            y = layer.activation(y)
+        return y
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class IBNorm(keras.layers.Layer):
+    """Instance-Batch normalisation (IBN-Net "IBN-a") over the last axis.
+
+    Channels ``[0, n_in)`` with ``n_in = max(1, floor(ratio * C))`` go through affine
+    instance norm (``GroupNormalization(groups=-1)``: per-sample, per-channel spatial
+    statistics; ``gamma``/``beta`` only). Channels ``[n_in, C)`` go through
+    ``BatchNormalization`` (batch statistics in training, ``moving_mean`` /
+    ``moving_variance`` at inference). Needs ``C >= 2``.
+
+    Args:
+        ratio: fraction of channels instance-normalised (IBN-Net: 0.5).
+        momentum: batch-norm moving-average momentum (Keras convention).
+        epsilon: epsilon of both halves.
+        gamma_init: ``"normal"`` (N(1, 0.02)) or anything else for ones.
+        **kwargs: base layer arguments.
+    """
+
+    def __init__(
+        self,
+        ratio: float = 0.5,
+        momentum: float = 0.9,
+        epsilon: float = 1e-5,
+        gamma_init: str = "ones",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not 0.0 < ratio < 1.0:
+            raise ValueError(f"ratio must be in (0, 1), got {ratio}")
+        self.ratio = float(ratio)
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        self.gamma_init = gamma_init
+        self.instance_norm = keras.layers.GroupNormalization(
+            groups=-1, epsilon=epsilon, gamma_initializer=gamma_initializer(gamma_init), name="instance_norm"
+        )
+        self.batch_norm = keras.layers.BatchNormalization(
+            momentum=momentum, epsilon=epsilon, gamma_initializer=gamma_initializer(gamma_init), name="batch_norm"
+        )
+        self.n_instance: int | None = None
+
+    def build(self, input_shape) -> None:
+        channels = int(input_shape[-1])
+        if channels < 2:
+            raise ValueError(f"IBNorm needs at least 2 channels, got {channels}")
+        self.n_instance = min(channels - 1, max(1, int(math.floor(self.ratio * channels))))
+        self.instance_norm.build(tuple(input_shape[:-1]) + (self.n_instance,))
+        self.batch_norm.build(tuple(input_shape[:-1]) + (channels - self.n_instance,))
+
+    def call(self, inputs, training: bool | None = None):
+        k = self.n_instance
+        a = self.instance_norm(inputs[..., :k])
+        b = self.batch_norm(inputs[..., k:], training=training)
+        return ops.concatenate([ops.cast(a, b.dtype), b], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "ratio": self.ratio,
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+            "gamma_init": self.gamma_init,
+        }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ReflectionPadding2D(keras.layers.Layer):
+    """Reflection padding of the two spatial axes (NHWC), as in the ResNet generator.
+
+    Args:
+        padding: pixels added on each side of H and W.
+    """
+
+    def __init__(self, padding: int = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.padding = int(padding)
+
+    def call(self, inputs):
+        p = self.padding
+        return ops.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]], mode="reflect")
+
+    def compute_output_shape(self, input_shape):
+        p = 2 * self.padding
+        return (
+            input_shape[0],
+            None if input_shape[1] is None else input_shape[1] + p,
+            None if input_shape[2] is None else input_shape[2] + p,
+            input_shape[3],
+        )
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "padding": self.padding}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class MinSizeCheck(keras.layers.Layer):
+    """Identity that raises ``ValueError`` if a static H or W is below ``min_size``.
+
+    TensorFlow's CPU convolutions silently return wrongly-shaped results when a
+    "valid" convolution's output would be empty; this turns that into an error at
+    trace time. Dynamic (``None``) sizes pass unchecked; no op is added to the graph.
+
+    Args:
+        min_size: smallest allowed height and width.
+    """
+
+    def __init__(self, min_size: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.min_size = int(min_size)
+
+    def call(self, inputs):
+        for axis in (1, 2):
+            n = inputs.shape[axis]
+            if n is not None and n < self.min_size:
+                raise ValueError(
+                    f"{self.name}: input of spatial size {tuple(inputs.shape[1:3])} is smaller than the "
+                    f"minimum {self.min_size}x{self.min_size} this network accepts"
+                )
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "min_size": self.min_size}
+
+
+def make_norm(
+    norm: str,
+    *,
+    init: str = "normal",
+    momentum: float = 0.9,
+    epsilon: float = 1e-5,
+    ibn_ratio: float = 0.5,
+    name: str | None = None,
+) -> keras.layers.Layer | None:
+    """A fresh normalisation layer for ``norm`` (``None`` for ``"none"``)."""
+    if norm == "none":
+        return None
+    gamma = gamma_initializer(init)
+    if norm == "batch":
+        return keras.layers.BatchNormalization(momentum=momentum, epsilon=epsilon, gamma_initializer=gamma, name=name)
+    if norm == "instance":
+        return keras.layers.GroupNormalization(groups=-1, epsilon=epsilon, gamma_initializer=gamma, name=name)
+    if norm == "ibn":
+        return IBNorm(ratio=ibn_ratio, momentum=momentum, epsilon=epsilon, gamma_init=init, name=name)
+    raise ValueError(f"norm={norm!r} is not one of {NORMS}")
+
+
+_ACTIVATIONS = ("linear", "relu", "leaky_relu", "tanh", "sigmoid")
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ConvBlock(keras.layers.Layer):
+    """``[pad] -> conv or transposed conv [SN] -> [norm] -> [dropout] -> [activation]``.
+
+    Args:
+        filters: output channels.
+        kernel_size: square kernel size.
+        strides: square stride.
+        transpose: use ``Conv2DTranspose`` (upsampling) instead of ``Conv2D``.
+        padding: ``"same"``, ``"valid"`` or an int ``p``: explicit padding of ``p``
+            pixels per side followed by a ``"valid"`` conv (pix2pix's PatchGAN uses
+            ``p = 1`` with 4x4 kernels).
+        pad_mode: ``"constant"`` (zeros) or ``"reflect"`` for an int ``padding``.
+        norm: ``none | batch | instance | ibn`` (IBN here means "this layer is IBN";
+            the depth rule is applied by the model builders via :func:`resolve_norm`).
+        spectral_norm: wrap the conv in :class:`SpectralNorm`.
+        activation: ``linear | relu | leaky_relu | tanh | sigmoid`` or ``None``.
+        leaky_slope: LeakyReLU negative slope.
+        dropout: dropout rate after the norm (0 = none).
+        use_bias: conv bias; ``None`` = only without normalisation (a bias before a
+            norm that subtracts the mean is redundant).
+        init: kernel init scheme (see :func:`kernel_initializer`); also picks the norm
+            scale init (:func:`gamma_initializer`).
+        ibn_ratio: instance-normalised channel fraction when ``norm="ibn"``.
+        bn_momentum: batch-norm momentum.
+        norm_epsilon: normalisation epsilon.
+        **kwargs: base layer arguments.
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int = 4,
+        strides: int = 2,
+        transpose: bool = False,
+        padding: str | int = "same",
+        pad_mode: str = "constant",
+        norm: str = "none",
+        spectral_norm: bool = False,
+        activation: str | None = None,
+        leaky_slope: float = 0.2,
+        dropout: float = 0.0,
+        use_bias: bool | None = None,
+        init: str = "normal",
+        ibn_ratio: float = 0.5,
+        bn_momentum: float = 0.9,
+        norm_epsilon: float = 1e-5,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if norm not in NORMS:
+            raise ValueError(f"norm={norm!r} is not one of {NORMS}")
+        if activation is not None and activation not in _ACTIVATIONS:
+            raise ValueError(f"activation={activation!r} is not one of {_ACTIVATIONS} or None")
+        if pad_mode not in ("constant", "reflect"):
+            raise ValueError(f"pad_mode={pad_mode!r} must be 'constant' or 'reflect'")
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        self.strides = int(strides)
+        self.transpose = bool(transpose)
+        self.padding = padding if isinstance(padding, str) else int(padding)
+        self.pad_mode = pad_mode
+        self.norm = norm
+        self.spectral_norm = bool(spectral_norm)
+        self.activation = activation
+        self.leaky_slope = float(leaky_slope)
+        self.dropout = float(dropout)
+        self.use_bias = (norm == "none") if use_bias is None else bool(use_bias)
+        self.init = init
+        self.ibn_ratio = float(ibn_ratio)
+        self.bn_momentum = float(bn_momentum)
+        self.norm_epsilon = float(norm_epsilon)
+
+        self.pad = None
+        conv_padding = self.padding
+        if isinstance(self.padding, int):
+            conv_padding = "valid"
+            if self.padding > 0:
+                self.pad = (
+                    ReflectionPadding2D(self.padding, name="pad")
+                    if pad_mode == "reflect"
+                    else keras.layers.ZeroPadding2D(self.padding, name="pad")
+                )
+        conv_cls = keras.layers.Conv2DTranspose if self.transpose else keras.layers.Conv2D
+        conv = conv_cls(
+            self.filters,
+            self.kernel_size,
+            strides=self.strides,
+            padding=conv_padding,
+            use_bias=self.use_bias,
+            kernel_initializer=kernel_initializer(init),
+            bias_initializer="zeros",
+            name="conv",
+        )
+        self.conv = SpectralNorm(conv, name="sn") if self.spectral_norm else conv
+        self.norm_layer = make_norm(
+            norm, init=init, momentum=bn_momentum, epsilon=norm_epsilon, ibn_ratio=ibn_ratio, name="norm"
+        )
+        self.dropout_layer = keras.layers.Dropout(self.dropout, name="dropout") if self.dropout > 0 else None
+        if activation in (None, "linear"):
+            self.act = None
+        elif activation == "leaky_relu":
+            self.act = keras.layers.LeakyReLU(negative_slope=self.leaky_slope, name="act")
+        elif activation == "relu":
+            self.act = keras.layers.ReLU(name="act")
+        else:
+            self.act = keras.layers.Activation(activation, name="act")
+
+    def build(self, input_shape) -> None:
+        shape = tuple(input_shape)
+        if self.pad is not None:
+            self.pad.build(shape)
+            shape = self.pad.compute_output_shape(shape)
+        self.conv.build(shape)
+        shape = self.conv.compute_output_shape(shape)
+        if self.norm_layer is not None:
+            self.norm_layer.build(shape)
+        if self.dropout_layer is not None:
+            self.dropout_layer.build(shape)
+        if self.act is not None:
+            self.act.build(shape)
+
+    def call(self, inputs, training: bool | None = None):
+        x = inputs
+        if self.pad is not None:
+            x = self.pad(x)
+        if self.spectral_norm:
+            x = self.conv(x, training=bool(training))
+        else:
+            x = self.conv(x)
+        if self.norm_layer is not None:
+            x = self.norm_layer(x, training=training)
+        if self.dropout_layer is not None:
+            x = self.dropout_layer(x, training=training)
+        if self.act is not None:
+            x = self.act(x)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        if self.pad is not None:
+            shape = self.pad.compute_output_shape(shape)
+        return self.conv.compute_output_shape(shape)
+
+    @property
+    def conv_layer(self) -> keras.layers.Layer:
+        """The underlying ``Conv2D`` / ``Conv2DTranspose`` (inside the SN wrapper if any)."""
+        return self.conv.layer if self.spectral_norm else self.conv
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "transpose": self.transpose,
+            "padding": self.padding,
+            "pad_mode": self.pad_mode,
+            "norm": self.norm,
+            "spectral_norm": self.spectral_norm,
+            "activation": self.activation,
+            "leaky_slope": self.leaky_slope,
+            "dropout": self.dropout,
+            "use_bias": self.use_bias,
+            "init": self.init,
+            "ibn_ratio": self.ibn_ratio,
+            "bn_momentum": self.bn_momentum,
+            "norm_epsilon": self.norm_epsilon,
+        }

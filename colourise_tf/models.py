@@ -1,0 +1,139 @@
+"""Model factory: ``ModelConfig`` / preset -> (generator, discriminator).
+
+    G, D = build_preset("gorriz-ibn-sn-md")                      # one call
+    G, D = build_preset("pix2pix", ["model.gen_filters=8,16,16"])  # with overrides
+    G = build_generator(cfg.model); D = build_discriminator(cfg.model)
+
+Call conventions (the training and export code rely on them):
+
+* generator: functional ``keras.Model`` named ``"generator"``, ONE float32 input
+  ``[B, H, W, C_in]`` with channels in this order: L in [-1, 1]; noise (if
+  ``noise_channel``); mask then 2 hint chroma channels in [-1, 1] (if
+  ``mask_channel``). Output: tanh chroma ``[B, H, W, 2]`` float32;
+  ``unet-seg-shared``: ``[B, H, W, 2 * n_classes]``; ``unet-seg-separate``: the list
+  ``[chroma [B,H,W,2], seg_logits [B,H,W,n_classes]]``. H and W are ``None``.
+* discriminator: ``keras.Model`` named ``"discriminator"``, ONE input
+  ``[B, H, W, C_d]`` = concat(L, chroma[, mask]); output ALWAYS a list of float32 logit
+  maps, one per scale (DCGAN: ``[[B, 1]]``, fixed ``image_size``).
+
+Initialisers: ``normal`` = N(0, 0.02) kernels, N(1, 0.02) norm scales (pix2pix, DCGAN,
+Gorriz); ``glorot_uniform`` (Xavier-uniform) for the seed-004 ResNet + PatchGAN.
+Importing this module registers all custom layers, so ``keras.saving.load_model``
+reads saved models without ``custom_objects``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+
+from colourise_tf import discriminators as D
+from colourise_tf import generators as G
+from colourise_tf.config import ExperimentConfig, ModelConfig, apply_overrides, get_preset
+
+__all__ = [
+    "generator_input_channels",
+    "discriminator_input_channels",
+    "generator_output_channels",
+    "build_generator",
+    "build_discriminator",
+    "build_models",
+    "build_preset",
+]
+
+
+def generator_input_channels(model_cfg: ModelConfig) -> int:
+    """``C_in``: 1 (L) + 1 (noise, seed 001) + 3 (mask + 2 hint chroma, seed 003)."""
+    return 1 + int(model_cfg.noise_channel) + 3 * int(model_cfg.mask_channel)
+
+
+def discriminator_input_channels(model_cfg: ModelConfig) -> int:
+    """``C_d``: L + 2 chroma + 1 mask channel when the preset has one."""
+    return 3 + int(model_cfg.mask_channel)
+
+
+def generator_output_channels(model_cfg: ModelConfig) -> int:
+    """Chroma channels of the (first) generator output."""
+    return 2 * model_cfg.n_classes if model_cfg.generator == "unet-seg-shared" else 2
+
+
+def _shared(m: ModelConfig, prefix: str) -> dict:
+    return dict(
+        norm=getattr(m, f"{prefix}_norm"),
+        spectral_norm=getattr(m, f"{prefix}_spectral_norm"),
+        init=getattr(m, f"{prefix}_init"),
+        ibn_levels=m.ibn_levels,
+        ibn_ratio=m.ibn_ratio,
+        bn_momentum=m.bn_momentum,
+        norm_epsilon=m.norm_epsilon,
+        leaky_slope=m.leaky_slope,
+    )
+
+
+def build_generator(model_cfg: ModelConfig) -> keras.Model:
+    """Builds the generator described by ``model_cfg`` (see the module docstring)."""
+    m = model_cfg
+    c_in = generator_input_channels(m)
+    kw = _shared(m, "gen")
+    filters = tuple(int(f) for f in m.gen_filters)
+    if m.generator in ("unet", "unet-seg-shared"):
+        return G.unet_generator(
+            c_in, generator_output_channels(m), filters, first_norm=m.gen_first_norm,
+            dropout=m.gen_dropout, dropout_blocks=m.gen_dropout_blocks, **kw,
+        )
+    if m.generator == "unet-seg-separate":
+        return G.unet_seg_separate_generator(
+            c_in, m.n_classes, filters, first_norm=m.gen_first_norm,
+            dropout=m.gen_dropout, dropout_blocks=m.gen_dropout_blocks, **kw,
+        )
+    if m.generator == "resnet":
+        return G.resnet_generator(c_in, 2, filters, blocks=m.resnet_blocks, first_norm=m.gen_first_norm, **kw)
+    if m.generator in ("dcgan", "dcgan-advanced"):
+        return G.dcgan_generator(
+            c_in, 2, filters, advanced=m.generator == "dcgan-advanced", first_norm=m.gen_first_norm, **kw
+        )
+    raise ValueError(f"unknown generator {m.generator!r}")
+
+
+def build_discriminator(model_cfg: ModelConfig) -> keras.Model | None:
+    """Builds the (multi-scale) discriminator; ``None`` when ``discriminator == "none"``."""
+    m = model_cfg
+    if m.discriminator == "none":
+        return None
+    c_d = discriminator_input_channels(m)
+    kw = _shared(m, "disc")
+    filters = tuple(int(f) for f in m.disc_filters)
+    if m.discriminator == "patchgan":
+
+        def make(s: int) -> keras.Model:
+            return D.patchgan_discriminator(c_d, filters, tanh_head=m.disc_tanh_head, name=f"patchgan_x{2 ** s}", **kw)
+
+        shape = (None, None, c_d)
+    elif m.discriminator == "pixelgan":
+
+        def make(s: int) -> keras.Model:
+            return D.pixelgan_discriminator(c_d, filters, tanh_head=m.disc_tanh_head, name=f"pixelgan_x{2 ** s}", **kw)
+
+        shape = (None, None, c_d)
+    elif m.discriminator == "dcgan":
+
+        def make(s: int) -> keras.Model:
+            return D.dcgan_discriminator(c_d, m.image_size, filters, name="dcgan_x1", **kw)
+
+        shape = (m.image_size, m.image_size, c_d)
+    else:
+        raise ValueError(f"unknown discriminator {m.discriminator!r}")
+    return D.multiscale_discriminator(make, m.num_scales, shape, name="discriminator")
+
+
+def build_models(cfg: ExperimentConfig) -> tuple[keras.Model, keras.Model | None]:
+    """``(generator, discriminator or None)`` for an experiment config."""
+    return build_generator(cfg.model), build_discriminator(cfg.model)
+
+
+def build_preset(
+    name: str, overrides: Sequence[str] = ()
+) -> tuple[keras.Model, keras.Model | None]:
+    """``build_models(apply_overrides(get_preset(name), overrides))`` in one call."""
+    return build_models(apply_overrides(get_preset(name), overrides))

@@ -1,0 +1,88 @@
+"""Reading training run directories (written by ``training/``) back into models.
+
+A run directory holds ``config.json`` (the resolved configuration) and
+``checkpoints/`` (``tf.train.CheckpointManager``, objects named ``generator``,
+``discriminator``, ``g_opt``, ``d_opt``, ``step``[, ``iterator``]). This module only
+reads them, so evaluation, export and the CLI need nothing from ``training/``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from .config import ExperimentConfig, load_config
+from .models import build_discriminator, build_generator
+
+
+class RunDirectoryError(FileNotFoundError):
+    """A path is not a usable run directory (message says what is missing)."""
+
+
+@dataclass
+class LoadedRun:
+    """A run's configuration, models and the step they were saved at."""
+
+    cfg: ExperimentConfig
+    generator: keras.Model
+    discriminator: keras.Model | None
+    step: int
+    checkpoint: str | None
+
+
+def is_run_directory(path: str | os.PathLike) -> bool:
+    """True if ``path`` is a directory with a ``config.json``."""
+    return (Path(path) / "config.json").is_file()
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> str | None:
+    """The newest checkpoint prefix in ``run_dir/checkpoints`` (or None)."""
+    return tf.train.latest_checkpoint(str(Path(run_dir) / "checkpoints"))
+
+
+def load_run(
+    path: str | os.PathLike,
+    *,
+    with_discriminator: bool = False,
+    require_checkpoint: bool = True,
+) -> LoadedRun:
+    """Rebuilds a run's generator (and discriminator) and restores their weights.
+
+    Args:
+        path: a run directory, or a checkpoint prefix inside ``<run>/checkpoints``
+            (e.g. ``runs/x/checkpoints/ckpt-300``) to load that step.
+        with_discriminator: also build and restore the discriminator.
+        require_checkpoint: raise if there is no checkpoint (otherwise the models
+            keep their random initial weights and ``step`` is 0).
+
+    Raises:
+        RunDirectoryError: no ``config.json`` or no checkpoint.
+    """
+    path = Path(path)
+    ckpt = None
+    if path.is_dir():
+        run_dir = path
+    else:  # a checkpoint prefix
+        run_dir = path.parent.parent
+        ckpt = str(path)
+        if not tf.io.gfile.exists(ckpt + ".index"):
+            raise RunDirectoryError(f"{path}: not a run directory nor a checkpoint prefix")
+    if not is_run_directory(run_dir):
+        raise RunDirectoryError(f"{run_dir}: no config.json, so not a colourise_tf run directory")
+    cfg = load_config(run_dir / "config.json")
+    ckpt = ckpt or latest_checkpoint(run_dir)
+    if ckpt is None and require_checkpoint:
+        raise RunDirectoryError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
+    generator = build_generator(cfg.model)
+    discriminator = build_discriminator(cfg.model) if with_discriminator else None
+    step = tf.Variable(0, dtype=tf.int64, trainable=False)
+    objects = {"generator": generator, "step": step}
+    if discriminator is not None:
+        objects["discriminator"] = discriminator
+    if ckpt is not None:
+        tf.train.Checkpoint(**objects).read(ckpt).expect_partial().assert_existing_objects_matched()
+    return LoadedRun(cfg, generator, discriminator, int(step.numpy()), ckpt)

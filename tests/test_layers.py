@@ -1,0 +1,214 @@
+"""Tests for colourise_tf.layers: ConvBlock, SpectralNorm, IBNorm, ReflectionPadding2D."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from colourise_tf.layers import (
+    ConvBlock,
+    IBNorm,
+    ReflectionPadding2D,
+    SpectralNorm,
+    ibn_depth,
+    resolve_norm,
+)
+
+RNG = np.random.default_rng(0)
+
+
+def _x(*shape):
+    return RNG.standard_normal(shape).astype("float32")
+
+
+BLOCK_CASES = [
+    dict(filters=8, norm="none", activation="leaky_relu"),
+    dict(filters=8, norm="batch", activation="relu", dropout=0.5),
+    dict(filters=8, norm="instance", spectral_norm=True, activation="leaky_relu"),
+    dict(filters=8, norm="ibn", spectral_norm=True, activation="relu", transpose=True),
+    dict(filters=8, kernel_size=4, strides=1, padding=1, norm="batch"),
+    dict(filters=8, kernel_size=7, strides=1, padding=3, pad_mode="reflect", init="glorot_uniform", norm="batch"),
+    dict(filters=2, norm="none", activation="tanh", use_bias=True, transpose=True),
+]
+
+
+@pytest.mark.parametrize("kwargs", BLOCK_CASES)
+def test_conv_block_config_round_trip(kwargs):
+    x = _x(2, 16, 16, 4)
+    block = ConvBlock(**kwargs)
+    block(x, training=True)  # build + move BN statistics away from the initial values
+    config = block.get_config()
+    clone = ConvBlock.from_config(config)
+    assert clone.get_config() == config
+    clone.build(x.shape)
+    clone.set_weights(block.get_weights())
+    np.testing.assert_allclose(clone(x).numpy(), block(x).numpy(), atol=1e-6)
+    # Serialise through Keras' registry too.
+    again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(block))
+    assert isinstance(again, ConvBlock) and again.get_config() == config
+
+
+def test_conv_block_shapes_and_bias_rule():
+    x = _x(1, 16, 16, 3)
+    assert ConvBlock(8, 4, 2)(x).shape == (1, 8, 8, 8)
+    assert ConvBlock(8, 4, 2, transpose=True)(x).shape == (1, 32, 32, 8)
+    assert ConvBlock(8, 4, 1, padding=1)(x).shape == (1, 15, 15, 8)  # (16 + 2 - 4) / 1 + 1
+    assert ConvBlock(8, 4, 2, padding=1)(x).shape == (1, 8, 8, 8)  # floor((16 + 2 - 4) / 2) + 1
+    assert ConvBlock(8, norm="none").use_bias and not ConvBlock(8, norm="batch").use_bias
+
+
+def test_reflection_padding_matches_numpy_and_round_trips():
+    x = _x(2, 5, 6, 3)
+    layer = ReflectionPadding2D(2)
+    np.testing.assert_array_equal(layer(x).numpy(), np.pad(x, [(0, 0), (2, 2), (2, 2), (0, 0)], mode="reflect"))
+    assert ReflectionPadding2D.from_config(layer.get_config()).padding == 2
+    assert layer.compute_output_shape((None, None, 6, 3)) == (None, None, 10, 3)
+
+
+# ------------------------------------------------------------------ spectral norm
+
+
+def _svd_max(w: np.ndarray) -> float:
+    return float(np.linalg.svd(w.reshape(-1, w.shape[-1]), compute_uv=False)[0])
+
+
+@pytest.mark.parametrize(
+    "layer,shape",
+    [
+        (lambda: keras.layers.Conv2D(16, 4, strides=2, padding="same"), (2, 16, 16, 8)),
+        (lambda: keras.layers.Conv2DTranspose(8, 4, strides=2, padding="same"), (2, 8, 8, 16)),
+        (lambda: keras.layers.Dense(12), (2, 20)),
+    ],
+)
+def test_spectral_norm_sigma_matches_numpy_svd(layer, shape):
+    keras.utils.set_random_seed(1)
+    sn = SpectralNorm(layer())
+    x = _x(*shape)
+    sn.build(shape)
+    raw_before = sn.kernel.numpy().copy()
+    # One power iteration per training call; the error decays like (s2/s1)^(2n), and
+    # random kernels have s2/s1 ~ 0.9, so give it 50 calls.
+    for _ in range(50):
+        sn(x, training=True)
+    # The wrapped kernel variable is never overwritten (unlike the stock layer).
+    np.testing.assert_array_equal(sn.kernel.numpy(), raw_before)
+    w_raw = sn.kernel.numpy()
+    # The effective kernel [k*k*c_in, c_out], divided by sigma as SN does, has spectral norm ~1.
+    w_eff = sn.normalized_kernel().numpy()
+    assert _svd_max(w_eff) == pytest.approx(1.0, abs=1e-2)
+    assert float(sn.sigma()) == pytest.approx(_svd_max(w_raw), rel=1e-2)
+
+
+def test_spectral_norm_inference_is_deterministic_and_stateless():
+    sn = SpectralNorm(keras.layers.Conv2D(8, 3))
+    x = _x(2, 8, 8, 4)
+    sn(x, training=True)
+    u, v = sn.vector_u.numpy().copy(), sn.vector_v.numpy().copy()
+    y1, y2 = sn(x, training=False).numpy(), sn(x).numpy()
+    np.testing.assert_array_equal(y1, y2)
+    np.testing.assert_array_equal(sn.vector_u.numpy(), u)
+    np.testing.assert_array_equal(sn.vector_v.numpy(), v)
+    # A training call advances the power iteration.
+    sn(x, training=True)
+    assert not np.array_equal(sn.vector_u.numpy(), u)
+    # Inference output = conv with W / sigma(stored u, v).
+    w = sn.normalized_kernel().numpy()
+    ref = tf.nn.conv2d(x, w, 1, "VALID") + sn.layer.bias.numpy()
+    np.testing.assert_allclose(sn(x).numpy(), ref.numpy(), atol=1e-5)
+
+
+def test_spectral_norm_gradient_flows_through_sigma():
+    sn = SpectralNorm(keras.layers.Dense(3, use_bias=False))
+    x = _x(4, 5)
+    sn.build(x.shape)
+    sn(x, training=True)
+    with tf.GradientTape() as tape:
+        y = tf.reduce_sum(sn(x, training=False) ** 2)
+    grad = tape.gradient(y, sn.layer.kernel).numpy()
+    u, v = tf.constant(sn.vector_u.numpy()), tf.constant(sn.vector_v.numpy())
+    w = tf.Variable(sn.layer.kernel.numpy())
+    with tf.GradientTape() as tape:
+        sigma = tf.matmul(tf.matmul(v, w), u, transpose_b=True)
+        ref = tf.reduce_sum(tf.matmul(x, w / sigma) ** 2)
+    np.testing.assert_allclose(grad, tape.gradient(ref, w).numpy(), rtol=1e-4, atol=1e-6)
+    # ...which differs from treating sigma as a constant.
+    with tf.GradientTape() as tape:
+        ref_const = tf.reduce_sum(tf.matmul(x, w / tf.stop_gradient(sigma)) ** 2)
+    assert not np.allclose(grad, tape.gradient(ref_const, w).numpy(), rtol=1e-3)
+
+
+def test_spectral_norm_keeps_float32_master_weights_under_mixed_bfloat16():
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        sn = SpectralNorm(keras.layers.Conv2D(8, 3))
+        x = _x(2, 8, 8, 4)
+        sn.build(x.shape)
+        sn.kernel.assign(sn.kernel.numpy() + 1e-5)  # not representable in bfloat16
+        before = sn.kernel.numpy().copy()
+        y = sn(x, training=True)
+        assert y.dtype == tf.bfloat16 and sn.kernel.dtype == "float32"
+        np.testing.assert_array_equal(sn.kernel.numpy(), before)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def test_spectral_norm_round_trip():
+    sn = SpectralNorm(keras.layers.Conv2DTranspose(4, 4, strides=2, padding="same"), power_iterations=2)
+    x = _x(1, 4, 4, 3)
+    sn(x, training=True)
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(sn))
+    assert isinstance(clone, SpectralNorm) and clone.power_iterations == 2
+    assert clone.built  # rebuilt from the serialised build config
+    clone.set_weights(sn.get_weights())
+    np.testing.assert_allclose(clone(x).numpy(), sn(x).numpy(), atol=1e-6)
+
+
+# ------------------------------------------------------------------ IBN
+
+
+def test_ibn_holds_instance_and_batch_statistics():
+    layer = IBNorm(ratio=0.5, momentum=0.5)
+    x = _x(4, 6, 6, 8) * 3.0 + 1.0
+    layer.build(x.shape)
+    assert layer.n_instance == 4
+    # Instance half: affine scale/shift only, no stored statistics.
+    assert [w.path.split("/")[-1] for w in layer.instance_norm.weights] == ["gamma", "beta"]
+    assert layer.instance_norm.gamma.shape == (4,)
+    # Batch half: scale/shift plus moving mean / variance for the other 4 channels.
+    assert layer.batch_norm.moving_mean.shape == (4,) and layer.batch_norm.moving_variance.shape == (4,)
+    y = layer(x, training=True).numpy()
+    # First half: every sample normalised by its own spatial statistics.
+    np.testing.assert_allclose(y[..., :4].mean(axis=(1, 2)), 0.0, atol=1e-4)
+    np.testing.assert_allclose(y[..., :4].std(axis=(1, 2)), 1.0, atol=1e-2)
+    # Second half: normalised over the batch, not per sample.
+    np.testing.assert_allclose(y[..., 4:].mean(axis=(0, 1, 2)), 0.0, atol=1e-4)
+    assert np.abs(y[..., 4:].mean(axis=(1, 2))).max() > 1e-2
+    # Only the batch half keeps running statistics.
+    assert not np.allclose(layer.batch_norm.moving_mean.numpy(), 0.0)
+    # Changing another sample changes the BN half of sample 0 in training, never its IN half.
+    x2 = x.copy()
+    x2[1:] *= 5.0
+    y2 = layer(x2, training=True).numpy()
+    np.testing.assert_allclose(y2[0, ..., :4], y[0, ..., :4], atol=1e-5)
+    assert not np.allclose(y2[0, ..., 4:], y[0, ..., 4:], atol=1e-3)
+    # At inference the BN half uses the moving statistics: one sample alone gives the same result.
+    full = layer(x, training=False).numpy()
+    np.testing.assert_allclose(layer(x[:1], training=False).numpy(), full[:1], atol=1e-5)
+    clone = IBNorm.from_config(layer.get_config())
+    clone.build(x.shape)
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_allclose(clone(x, training=False).numpy(), full, atol=1e-5)
+
+
+def test_ibn_depth_rule_as_documented():
+    # Seed-000 U-Net: 7 levels -> S = 4.
+    assert ibn_depth(7) == 4 and ibn_depth(4) == 2 and ibn_depth(3) == 2 and ibn_depth(2) == 1
+    assert [resolve_norm("ibn", lvl, 7) for lvl in range(1, 8)] == ["ibn"] * 4 + ["batch"] * 3
+    assert resolve_norm("ibn", 5, 7, ibn_levels=5) == "ibn"
+    for norm in ("none", "batch", "instance"):
+        assert resolve_norm(norm, 6, 7) == norm
+    with pytest.raises(ValueError):
+        resolve_norm("layer", 1, 7)

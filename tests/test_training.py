@@ -1,0 +1,287 @@
+"""The GAN step, resume, distribution, NaN guard, TensorBoard and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from colourise_tf import config as config_lib
+
+REPO = Path(__file__).resolve().parents[1]
+
+FAST = [
+    "train.log_every=1",
+    "train.image_every=2",
+    "train.checkpoint_every=2",
+    "data.batch_size=2",
+    "data.shuffle_buffer=16",
+    "train.precision=float32",
+]
+
+
+def tiny(*overrides: str) -> config_lib.ExperimentConfig:
+    return config_lib.apply_overrides(config_lib.get_preset("tiny"), FAST + list(overrides))
+
+
+def _generator_weights(workdir: Path) -> dict[str, np.ndarray]:
+    """Reads the generator variables of the latest checkpoint by name."""
+    ckpt = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
+    reader = tf.train.load_checkpoint(ckpt)
+    return {
+        k: reader.get_tensor(k)
+        for k in reader.get_variable_to_shape_map()
+        if k.startswith("generator/") and "OPTIMIZER_SLOT" not in k
+    }
+
+
+def _run_cli(workdir: Path, *args: str, env_extra=None, timeout=600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_DETERMINISTIC_OPS="1", **(env_extra or {}))
+    cmd = [sys.executable, "-m", "training.train", "--preset", "tiny", "--workdir", str(workdir), "--no-progress", *FAST, *args]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_tiny_run_trains_and_writes_run_directory(tmp_path):
+    from training.loop import run_training
+
+    cfg = tiny("train.steps=3")
+    result = run_training(cfg, tmp_path, strategy="default", progress=False)
+    assert result.final_step == 3
+    m = result.last_metrics
+    for key in ("loss/g_total", "loss/g_reconstruction", "loss/g_adversarial", "loss/d_total"):
+        assert key in m and np.isfinite(m[key]), key
+    # g_total is the sum of its weighted terms.
+    terms = sum(v for k, v in m.items() if k.startswith("loss/g_") and k != "loss/g_total")
+    assert m["loss/g_total"] == pytest.approx(terms, rel=1e-5)
+    assert 0.0 <= m["d_accuracy_real/scale0"] <= 1.0
+    # Resolved config written and identical when reloaded.
+    assert config_lib.load_config(tmp_path / "config.json") == cfg
+    # Samples grid: rows of grey | generated | real at model size.
+    from PIL import Image
+
+    grid = Image.open(tmp_path / "samples.png")
+    s = cfg.model.image_size
+    assert grid.size[0] == 3 * s and grid.size[1] % s == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["final_step"] == 3
+
+
+def test_tensorboard_event_files_hold_every_term(tmp_path):
+    from training.loop import run_training
+
+    run_training(tiny("train.steps=2"), tmp_path, strategy="default", progress=False)
+    tags = set()
+    for event_file in (tmp_path / "logs").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            for v in event.summary.value:
+                tags.add(v.tag)
+    expected = {
+        "loss/g_total",
+        "loss/g_adversarial",
+        "loss/g_reconstruction",
+        "loss/d_total",
+        "d_accuracy_real/scale0",
+        "d_accuracy_fake/scale0",
+        "lr/generator",
+        "lr/discriminator",
+        "throughput/images_per_second",
+        "samples/grey|generated|real",
+        "chroma/a_generated",
+        "chroma/b_real",
+    }
+    assert expected <= tags, expected - tags
+
+
+def test_weights_change_and_step_counts(tmp_path):
+    from training.loop import run_training
+
+    run_training(tiny("train.steps=2"), tmp_path / "a", strategy="default", progress=False)
+    w2 = _generator_weights(tmp_path / "a")
+    run_training(tiny("train.steps=4"), tmp_path / "a", strategy="default", progress=False)
+    w4 = _generator_weights(tmp_path / "a")
+    assert set(w2) == set(w4) and w2
+    changed = [k for k in w2 if not np.allclose(w2[k], w4[k])]
+    assert changed, "no generator variable changed in two more steps"
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(tmp_path / "a" / "checkpoints")))
+    step_keys = [k for k in reader.get_variable_to_shape_map() if k.startswith("step/")]
+    assert int(reader.get_tensor(step_keys[0])) == 4
+
+
+def test_resume_in_new_process_matches_straight_run(tmp_path):
+    """4 steps straight == 2 steps, a new process, 2 more steps (deterministic ops)."""
+    straight = _run_cli(tmp_path / "straight", "train.steps=4")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    first = _run_cli(tmp_path / "resumed", "train.steps=2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = _run_cli(tmp_path / "resumed", "train.steps=4")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resuming" in second.stderr
+    a = _generator_weights(tmp_path / "straight")
+    b = _generator_weights(tmp_path / "resumed")
+    assert set(a) == set(b)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    sa = json.loads((tmp_path / "straight" / "summary.json").read_text())
+    sb = json.loads((tmp_path / "resumed" / "summary.json").read_text())
+    assert sa["final_step"] == sb["final_step"] == 4
+    assert sb["start_step"] == 2
+
+
+def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tmp_path, monkeypatch):
+    from colourise_tf import losses
+    from training.loop import NonFiniteLossError, run_training
+
+    run_training(tiny("train.steps=2"), tmp_path, strategy="default", progress=False)
+    before = _generator_weights(tmp_path)
+    latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
+
+    def nan_l1(y_true, y_pred, *args, **kwargs):
+        return tf.reduce_mean(tf.abs(y_true - y_pred)) * np.float32("nan")
+
+    monkeypatch.setattr(losses, "l1_loss", nan_l1)
+    with pytest.raises(NonFiniteLossError, match=r"loss/g_reconstruction.*step 3"):
+        run_training(tiny("train.steps=4"), tmp_path, strategy="default", progress=False)
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")) == latest
+    after = _generator_weights(tmp_path)
+    for k in before:
+        np.testing.assert_array_equal(before[k], after[k])
+
+
+def _two_cpus():
+    return len(tf.config.list_logical_devices("CPU")) >= 2
+
+
+@pytest.mark.skipif(not _two_cpus(), reason="needs two logical CPUs (conftest)")
+def test_mirrored_two_replicas_equals_single_replica_update():
+    """Losses averaged over the global batch: 2 replicas x 2 images == 1 x 4 images.
+
+    Instance norm and no dropout make the forward pass independent of how the batch
+    is split, so one step must give the same weights either way.
+    """
+    import keras
+
+    from training.runtime import make_strategy
+    from training.trainer import GANTrainer
+
+    cfg = tiny(
+        "data.batch_size=4",
+        "model.gen_norm=instance",
+        "model.disc_norm=instance",
+        "model.gen_dropout=0.0",
+        "model.gen_spectral_norm=false",
+        "model.disc_spectral_norm=false",
+    )
+    rng = np.random.default_rng(0)
+    s = cfg.model.image_size
+    batch = {"image": tf.constant(rng.integers(0, 256, (4, s, s, 3), dtype=np.uint8))}
+
+    def one_step(strategy):
+        keras.utils.set_random_seed(7)
+        trainer = GANTrainer(cfg, strategy)
+        ds = tf.data.Dataset.from_tensors(batch).unbatch().batch(4)
+        dist = strategy.experimental_distribute_dataset(ds)
+        metrics = trainer.train_step(next(iter(dist)))
+        return [v.numpy() for v in trainer.generator.trainable_variables], {
+            k: float(v) for k, v in metrics.items()
+        }
+
+    mirrored = make_strategy("mirrored")
+    assert mirrored.num_replicas_in_sync == 2
+    w_single, m_single = one_step(tf.distribute.get_strategy())
+    w_multi, m_multi = one_step(mirrored)
+    assert m_multi["loss/g_total"] == pytest.approx(m_single["loss/g_total"], rel=1e-4)
+    for a, b in zip(w_single, w_multi):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_sigterm_writes_checkpoint_and_resume_continues(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    cmd = [sys.executable, "-m", "training.train", "--preset", "tiny", "--workdir", str(tmp_path),
+           "--no-progress", *FAST, "train.steps=100000", "train.checkpoint_every=100000"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    logs = tmp_path / "logs"
+    deadline = time.time() + 240
+    # Wait until training is under way (an event file with data).
+    while time.time() < deadline and proc.poll() is None:
+        files = list(logs.glob("events.out.tfevents.*")) if logs.exists() else []
+        if files and files[0].stat().st_size > 2000:
+            break
+        time.sleep(0.5)
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 130, err[-3000:]
+    reached = json.loads((tmp_path / "summary.json").read_text())["final_step"]
+    assert reached >= 1
+    ckpt = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
+    assert ckpt is not None and ckpt.endswith(f"-{reached}")
+
+
+def test_cli_lists_presets_and_rejects_bad_override(tmp_path):
+    from training.train import main
+
+    assert main(["--list-presets"]) == 0
+    assert main(["--preset", "tiny", "--workdir", str(tmp_path), "model.no_such_field=1"]) == 2
+    assert main(["--preset", "no-such-preset", "--workdir", str(tmp_path)]) == 2
+
+
+@pytest.mark.large
+def test_every_preset_runs_one_step(tmp_path):
+    """Each preset's loss wiring runs end to end (tiny widths, 32x32 where possible)."""
+    from colourise_tf import losses
+    from training.loop import run_training
+
+    for name in config_lib.list_presets():
+        cfg = config_lib.get_preset(name)
+        over = ["train.steps=1", "data.batch_size=2", "train.precision=float32"]
+        kwargs = {}
+        if cfg.loss.feature_weight > 0:
+            kwargs["feature_model"] = losses.make_feature_reconstruction_loss(
+                backbone=cfg.loss.feature_backbone, layer=cfg.loss.feature_layer, weights=None
+            )
+        if cfg.model.n_classes:
+            continue  # needs a dataset with segmentation maps (covered in test_losses)
+        run_training(config_lib.apply_overrides(cfg, over), tmp_path / name, strategy="default", progress=False, **kwargs)
+
+
+def _free_ports(n):
+    import socket
+
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.mark.large
+def test_multiworker_two_local_processes(tmp_path):
+    """MultiWorkerMirroredStrategy from TF_CONFIG: two workers on 127.0.0.1."""
+    ports = _free_ports(2)
+    workers = [f"127.0.0.1:{p}" for p in ports]
+    procs = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=json.dumps(tf_config))
+        cmd = [sys.executable, "-m", "training.train", "--preset", "tiny", "--workdir", str(tmp_path),
+               "--no-progress", "--strategy", "multiworker", *FAST, "train.steps=2"]
+        procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["final_step"] == 2 and summary["replicas"] == 2
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("-2")
+    assert not list(tmp_path.glob(".scratch_*")), "non-chief scratch directory left behind"

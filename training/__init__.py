@@ -1,0 +1,1 @@
+"""Training: the custom tf.function GAN step, tf.distribute, checkpoints, TensorBoard and the CLI."""

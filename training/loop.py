@@ -1,0 +1,358 @@
+"""The training run: data, checkpoints, pre-emption, TensorBoard, progress.
+
+A run directory holds::
+
+    config.json        the resolved configuration (preset + overrides)
+    checkpoints/       tf.train.CheckpointManager (models, optimisers, step, iterator)
+    logs/              TensorBoard event files
+    samples.png        grey | generated | real grid written at the end of the run
+    summary.json       final step, losses and throughput
+
+A run resumes from the latest checkpoint in its directory. SIGTERM / SIGINT
+(pre-emption, Ctrl-C) finish the current step, write a checkpoint and stop. A NaN
+or Inf loss stops the run with :class:`NonFiniteLossError` before anything is
+saved, so the last checkpoint stays the last good one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from colourise_tf import data as data_lib
+from colourise_tf.config import ExperimentConfig, save_config
+
+from .runtime import make_strategy, set_precision
+from .trainer import GANTrainer
+
+log = logging.getLogger("colourise_tf.training")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or Inf; the message names the step and the loss."""
+
+
+@dataclass
+class RunResult:
+    """What a finished (or interrupted) run reports."""
+
+    workdir: str
+    start_step: int
+    final_step: int
+    interrupted: bool = False
+    images_per_second: float = 0.0
+    last_metrics: dict = field(default_factory=dict)
+    skipped_files: list = field(default_factory=list)
+    grey_files: list = field(default_factory=list)
+
+
+class _StopFlag:
+    """Turns SIGTERM/SIGINT into a flag checked between steps."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._old = {}
+
+    def __enter__(self):
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:  # second signal: stop now
+            raise KeyboardInterrupt
+        self.signum = signum
+        log.warning("signal %d received: finishing the step and writing a checkpoint", signum)
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def image_grid(grey, fake, real) -> np.ndarray:
+    """Stacks rows of ``grey | generated | real`` into one uint8 image."""
+    rows = [np.concatenate([g, f, r], axis=1) for g, f, r in zip(grey, fake, real)]
+    grid = np.concatenate(rows, axis=0)
+    return np.round(np.clip(grid, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def write_png_atomic(array: np.ndarray, path: Path) -> None:
+    """Writes a uint8 image as PNG via a temporary file and a rename."""
+    from PIL import Image
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png.tmp")
+    os.close(fd)
+    try:
+        Image.fromarray(array).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _worker_role(strategy: tf.distribute.Strategy) -> tuple[bool, str]:
+    """(is_chief, suffix) for multi-worker runs; single-process runs are the chief.
+
+    Every worker must take part in a multi-worker checkpoint save, but only the
+    chief writes into the run directory; the others write to a scratch directory
+    that is deleted afterwards.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "cluster_spec", None):
+        return True, ""
+    task_type, task_id = resolver.task_type, resolver.task_id
+    cluster = resolver.cluster_spec().as_dict() if resolver.cluster_spec() else {}
+    if task_type in (None, "chief") or (task_type == "worker" and task_id == 0 and "chief" not in cluster):
+        return True, ""
+    return False, f"{task_type}_{task_id}"
+
+
+def _iterator_is_checkpointable(dataset: tf.data.Dataset) -> bool:
+    """Probes whether tf.data can save this pipeline's iterator (not if it wraps Python)."""
+    try:
+        it = iter(dataset.take(1))
+        with tempfile.TemporaryDirectory() as tmp:
+            tf.train.Checkpoint(it=it).write(os.path.join(tmp, "probe"))
+        return True
+    except (tf.errors.OpError, ValueError, TypeError) as exc:
+        log.info("input iterator is not checkpointable (%s); resume will skip batches", exc)
+        return False
+
+
+def _build_train_dataset(cfg: ExperimentConfig, report) -> tf.data.Dataset:
+    d = cfg.data
+    return data_lib.build_dataset(
+        d.dataset,
+        split=d.split,
+        image_size=cfg.model.image_size,
+        batch_size=d.batch_size,
+        training=True,
+        seed=d.seed,
+        deterministic=d.deterministic,
+        cache=d.cache,
+        shuffle_buffer=d.shuffle_buffer,
+        data_dir=d.data_dir,
+        manual_dir=d.manual_dir,
+        masks=cfg.model.mask_channel,
+        segmentation_key=d.segmentation_key,
+        report=report,
+    )
+
+
+def _build_preview_batch(cfg: ExperimentConfig, n: int = 4):
+    d = cfg.data
+    ds = data_lib.build_dataset(
+        d.dataset,
+        split=d.eval_split or d.split,
+        image_size=cfg.model.image_size,
+        batch_size=n,
+        training=False,
+        seed=d.seed,
+        data_dir=d.data_dir,
+        manual_dir=d.manual_dir,
+        masks=cfg.model.mask_channel,
+        segmentation_key=d.segmentation_key,
+    )
+    return next(iter(ds))
+
+
+def _lr(optimizer) -> float:
+    # tf.convert_to_tensor reads Keras, mirrored and TPU variables alike.
+    return float(tf.convert_to_tensor(optimizer.learning_rate).numpy())
+
+
+def _write_summaries(writer, trainer: GANTrainer, metrics: dict, step: int, ips: float):
+    with writer.as_default(step=step):
+        for name, value in metrics.items():
+            tf.summary.scalar(name, value)
+        tf.summary.scalar("throughput/images_per_second", ips)
+        tf.summary.scalar("lr/generator", _lr(trainer.g_opt))
+        if trainer.d_opt is not None:
+            tf.summary.scalar("lr/discriminator", _lr(trainer.d_opt))
+
+
+def _write_images(writer, trainer: GANTrainer, preview, step: int) -> np.ndarray:
+    grey, fake, real = trainer.colourise_batch(preview["image"])
+    grid = image_grid(grey.numpy(), fake.numpy(), real.numpy())
+    from colourise_tf import colour
+
+    space = trainer.cfg.model.colour_space
+    _, fake_chroma = colour.rgb_to_model(fake, space)
+    _, real_chroma = colour.rgb_to_model(real, space)
+    scale = colour.AB_SCALE if space == "lab" else 1.0
+    with writer.as_default(step=step):
+        tf.summary.image("samples/grey|generated|real", grid[None], max_outputs=1)
+        for i, ch in enumerate(("a", "b") if space == "lab" else ("u", "v")):
+            tf.summary.histogram(f"chroma/{ch}_generated", fake_chroma[..., i] * scale)
+            tf.summary.histogram(f"chroma/{ch}_real", real_chroma[..., i] * scale)
+    return grid
+
+
+def run_training(
+    cfg: ExperimentConfig,
+    workdir: str | os.PathLike,
+    *,
+    strategy: str | tf.distribute.Strategy | None = None,
+    precision: str | None = None,
+    max_steps: int | None = None,
+    progress: bool = True,
+    feature_model=None,
+) -> RunResult:
+    """Trains (or resumes) ``cfg`` in ``workdir``.
+
+    Args:
+        cfg: resolved configuration; written to ``workdir/config.json``.
+        workdir: run directory (created).
+        strategy: name (see :func:`training.runtime.make_strategy`) or a strategy
+            object; defaults to ``cfg.train.strategy``.
+        precision: policy name or ``auto``; defaults to ``cfg.train.precision``.
+        max_steps: stop after this many steps in THIS process (the schedule still
+            ends at ``cfg.train.steps``); used to simulate pre-emption in tests.
+        progress: show a progress bar.
+        feature_model: optional prebuilt feature-reconstruction loss (tests).
+
+    Returns:
+        A :class:`RunResult`.
+
+    Raises:
+        NonFiniteLossError: a loss became NaN/Inf (no checkpoint is written for it).
+    """
+    workdir = run_dir = Path(workdir)
+    tc = cfg.train
+    policy = set_precision(precision or tc.precision)
+    if not isinstance(strategy, tf.distribute.Strategy):
+        strategy = make_strategy(strategy or tc.strategy)
+    is_chief, scratch = _worker_role(strategy)
+    if not is_chief:
+        workdir = workdir / f".scratch_{scratch}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, workdir / "config.json")
+    if getattr(tc, "deterministic_ops", False) or os.environ.get("TF_DETERMINISTIC_OPS") == "1":
+        tf.config.experimental.enable_op_determinism()
+    if tc.seed is not None:
+        import keras
+
+        keras.utils.set_random_seed(tc.seed)
+
+    trainer = GANTrainer(cfg, strategy, precision=policy, feature_model=feature_model)
+    report = data_lib.PipelineReport()
+    dataset = _build_train_dataset(cfg, report)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    dataset = dataset.with_options(options)
+
+    ckpt_objects = trainer.checkpoint_objects()
+    # Non-chief workers restore from the chief's checkpoints and save to scratch.
+    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    start_step = 0
+    if latest:
+        # Models, optimisers and step first: the step decides how the iterator resumes.
+        tf.train.Checkpoint(**ckpt_objects).read(latest).expect_partial()
+        start_step = int(trainer.step.numpy())
+        log.info("resuming %s from step %d", latest, start_step)
+
+    iterator_saved = _iterator_is_checkpointable(dataset)
+    if not iterator_saved and start_step:
+        dataset = dataset.skip(start_step)  # deterministic pipeline: same position
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    if iterator_saved:
+        ckpt_objects = dict(ckpt_objects, iterator=iterator)
+    ckpt = tf.train.Checkpoint(**ckpt_objects)
+    if latest and iterator_saved:
+        ckpt.read(latest).expect_partial()
+    manager = tf.train.CheckpointManager(ckpt, workdir / "checkpoints", max_to_keep=tc.keep_checkpoints)
+
+    writer = tf.summary.create_file_writer(str(workdir / "logs"))
+    preview = _build_preview_batch(cfg)
+    total = tc.steps
+    end_step = total if max_steps is None else min(total, start_step + max_steps)
+    result = RunResult(str(workdir), start_step, start_step)
+    bar = tqdm(total=total, initial=start_step, disable=not progress, unit="step", dynamic_ncols=True)
+    images_per_step = cfg.data.batch_size
+    t_window, n_window = time.perf_counter(), 0
+    ips = 0.0
+    step = start_step
+    metrics_np: dict = {}
+    try:
+        with _StopFlag() as stop:
+            while step < end_step:
+                batch = next(iterator)
+                metrics = trainer.train_step(batch)
+                step += 1
+                metrics_np = {k: float(v) for k, v in metrics.items()}
+                bad = [k for k, v in metrics_np.items() if not np.isfinite(v)]
+                if bad:
+                    raise NonFiniteLossError(
+                        f"non-finite {', '.join(bad)} at step {step} (values "
+                        f"{', '.join(f'{k}={metrics_np[k]}' for k in bad)}); the last good "
+                        f"checkpoint in {workdir / 'checkpoints'} was left untouched"
+                    )
+                n_window += 1
+                bar.update(1)
+                if step % tc.log_every == 0 or step == end_step:
+                    dt = time.perf_counter() - t_window
+                    ips = n_window * images_per_step / max(dt, 1e-9)
+                    t_window, n_window = time.perf_counter(), 0
+                    _write_summaries(writer, trainer, metrics_np, step, ips)
+                    bar.set_postfix(
+                        g=f"{metrics_np.get('loss/g_total', 0):.3f}",
+                        d=f"{metrics_np.get('loss/d_total', float('nan')):.3f}",
+                        img_s=f"{ips:.2f}",
+                    )
+                if step % tc.image_every == 0:
+                    _write_images(writer, trainer, preview, step)
+                if step % tc.checkpoint_every == 0 or step == end_step:
+                    manager.save(checkpoint_number=step)
+                if stop.signum is not None:
+                    manager.save(checkpoint_number=step)
+                    result.interrupted = True
+                    log.warning("stopped by signal %d at step %d; checkpoint written", stop.signum, step)
+                    break
+    finally:
+        bar.close()
+        writer.flush()
+
+    grid = _write_images(writer, trainer, preview, step)
+    writer.flush()
+    write_png_atomic(grid, workdir / "samples.png")
+    result.final_step = step
+    result.images_per_second = ips
+    result.last_metrics = metrics_np
+    result.skipped_files = list(report.skipped)
+    result.grey_files = list(report.grey)
+    summary = {
+        "preset": cfg.name,
+        "start_step": start_step,
+        "final_step": step,
+        "interrupted": result.interrupted,
+        "images_per_second": ips,
+        "precision": policy,
+        "replicas": strategy.num_replicas_in_sync,
+        "last_metrics": metrics_np,
+        "skipped_files": [list(x) for x in report.skipped],
+        "grey_files_left_out": list(report.grey),
+    }
+    tmp = workdir / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, workdir / "summary.json")
+    if report.skipped or report.grey:
+        log.warning(report.summary())
+    if not is_chief:
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
+    return result

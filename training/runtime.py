@@ -1,0 +1,94 @@
+"""Distribution strategy and numeric precision, each chosen by one setting.
+
+``make_strategy("default" | "onedevice" | "mirrored" | "multiworker" | "tpu")`` and
+``set_precision("float32" | "mixed_bfloat16" | "mixed_float16" | "auto")``.
+Both must run before any model or optimiser is built.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import keras
+import tensorflow as tf
+
+log = logging.getLogger("colourise_tf.training")
+
+STRATEGIES = ("default", "onedevice", "mirrored", "multiworker", "tpu")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+
+
+def make_strategy(name: str = "default", tpu_address: str | None = None) -> tf.distribute.Strategy:
+    """Builds the ``tf.distribute`` strategy named by one setting.
+
+    Args:
+        name: ``default`` (whatever device TF picks, no distribution), ``onedevice``
+            (first GPU or the CPU), ``mirrored`` (all local GPUs, or the logical
+            CPUs when there is no GPU), ``multiworker`` (``MultiWorkerMirroredStrategy``
+            configured from the ``TF_CONFIG`` environment variable) or ``tpu``
+            (``TPUClusterResolver``; ``tpu_address`` or the environment names it).
+        tpu_address: optional TPU name or ``grpc://`` address.
+
+    Raises:
+        ValueError: unknown name, or ``multiworker`` without ``TF_CONFIG``.
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "onedevice":
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        if gpus:
+            return tf.distribute.MirroredStrategy()
+        cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=cpus)
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("strategy 'multiworker' needs the TF_CONFIG environment variable")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address or "")
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    raise ValueError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str) -> str:
+    """Turns ``auto`` into a concrete policy name.
+
+    ``auto`` picks ``mixed_float16`` with a GPU, ``mixed_bfloat16`` on a TPU or on a
+    CPU with native bfloat16 (AVX512-BF16 / AMX: measured faster in
+    ``benchmarks/train_step.py``), and ``float32`` otherwise.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    if tf.config.list_logical_devices("TPU"):
+        return "mixed_bfloat16"
+    if tf.config.list_logical_devices("GPU"):
+        return "mixed_float16"
+    return "mixed_bfloat16" if _cpu_has_bf16() else "float32"
+
+
+def set_precision(precision: str) -> str:
+    """Sets the global Keras dtype policy and returns the concrete policy name.
+
+    Colour conversion and losses always compute in float32 (see
+    :mod:`colourise_tf.colour`); models cast their outputs to float32.
+    """
+    policy = resolve_precision(precision)
+    keras.mixed_precision.set_global_policy(policy)
+    return policy

@@ -1,0 +1,100 @@
+"""``colourise-train`` / ``python -m training.train``: the main job.
+
+Examples::
+
+    colourise-train --preset gorriz-ibn-sn-md --dataset samples --workdir runs/demo \\
+        model.image_size=128 train.steps=300
+    colourise-train --preset gorriz-ibn-sn-md --dataset imagenet2012 --split gorriz-train \\
+        --data-dir /data/tfds --manual-dir /data/imagenet --strategy mirrored
+    colourise-train --list-presets
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from colourise_tf import config as config_lib
+
+from .runtime import PRECISIONS, STRATEGIES
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="colourise-train",
+        description="Train a colourisation GAN preset (resumes from WORKDIR if it holds a checkpoint).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Overrides are section.field=value, e.g. train.steps=500 model.num_scales=1 "
+        "data.batch_size=8 loss.adversarial=least_squares.",
+    )
+    p.add_argument("--preset", default="gorriz-ibn-sn-md", help="preset name (see --list-presets)")
+    p.add_argument("--dataset", help="'samples', a TFDS name (imagenet2012, cifar10, ...) or a folder/glob")
+    p.add_argument("--split", help="dataset split (imagenet2012: gorriz-train / gorriz-test too)")
+    p.add_argument("--data-dir", help="TFDS data_dir")
+    p.add_argument("--manual-dir", help="TFDS manual_dir (ImageNet tarballs)")
+    p.add_argument("--workdir", default=None, help="run directory (default runs/<preset>)")
+    p.add_argument("--strategy", choices=STRATEGIES, help="tf.distribute strategy")
+    p.add_argument("--precision", choices=PRECISIONS, help="dtype policy; auto picks per device")
+    p.add_argument("--steps", type=int, help="total training steps (same as train.steps=N)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--list-presets", action="store_true", help="list presets and exit")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    return p
+
+
+def resolve_config(args: argparse.Namespace) -> config_lib.ExperimentConfig:
+    """Preset + command-line flags + ``key=value`` overrides -> one config."""
+    cfg = config_lib.get_preset(args.preset)
+    overrides = []
+    for flag, key in (
+        ("dataset", "data.dataset"),
+        ("split", "data.split"),
+        ("data_dir", "data.data_dir"),
+        ("manual_dir", "data.manual_dir"),
+        ("strategy", "train.strategy"),
+        ("precision", "train.precision"),
+        ("steps", "train.steps"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    return config_lib.apply_overrides(cfg, overrides + list(args.overrides))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.list_presets:
+        for name in config_lib.list_presets():
+            print(f"{name:22s} {config_lib.get_preset(name).description.splitlines()[0] if config_lib.get_preset(name).description else ''}")
+        return 0
+    try:
+        cfg = resolve_config(args)
+    except ValueError as exc:
+        print(f"colourise-train: {exc}", file=sys.stderr)
+        return 2
+    workdir = args.workdir or f"runs/{cfg.name}"
+    from .loop import NonFiniteLossError, run_training  # heavy imports after parsing
+
+    try:
+        result = run_training(cfg, workdir, progress=not args.no_progress)
+    except NonFiniteLossError as exc:
+        print(f"colourise-train: {exc}", file=sys.stderr)
+        return 3
+    except FileNotFoundError as exc:
+        print(f"colourise-train: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"{'stopped' if result.interrupted else 'finished'} at step {result.final_step} "
+        f"({result.images_per_second:.2f} images/s); run directory: {workdir}\n"
+        f"  samples grid: {workdir}/samples.png   TensorBoard: tensorboard --logdir {workdir}/logs"
+    )
+    if result.skipped_files:
+        print(f"  {len(result.skipped_files)} unreadable file(s) skipped: see {workdir}/summary.json")
+    return 130 if result.interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

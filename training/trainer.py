@@ -1,0 +1,255 @@
+"""The GAN trainer: one ``tf.function`` step that updates D once and G once.
+
+Data flow of one step (all on the device, inside ``strategy.run``)::
+
+    uint8 RGB batch -> colour.rgb_to_model (float32 Lab or YUV, [-1, 1])
+      -> G(L [+ noise] [+ mask + hints]) -> chroma
+      -> D_n(L, real chroma [, mask]) and D_n(L, fake chroma [, mask]), n = 1..scales
+      -> losses (float32) -> Adam(G) and Adam(D), each on its own variables
+
+Each replica's losses are divided by the number of replicas, so that the gradients
+the optimisers sum across replicas are those of the mean over the global batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from colourise_tf import colour, inference, losses
+from colourise_tf.config import ExperimentConfig
+from colourise_tf.models import build_models
+
+
+def _as_list(x) -> list:
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+class GANTrainer:
+    """Builds models, optimisers and the distributed train step for one experiment.
+
+    Args:
+        cfg: the resolved experiment configuration.
+        strategy: the ``tf.distribute`` strategy (models and optimisers are created in
+            its scope).
+        precision: the concrete Keras policy name already set globally
+            (``float32``, ``mixed_bfloat16`` or ``mixed_float16``).
+        feature_model: optional prebuilt feature-reconstruction loss callable
+            (tests inject one built with ``weights=None``).
+        jit_compile: compile the step with XLA; defaults to ``cfg.train.xla``.
+    """
+
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        strategy: tf.distribute.Strategy | None = None,
+        precision: str = "float32",
+        feature_model=None,
+        jit_compile: bool | None = None,
+    ):
+        self.cfg = cfg
+        self.jit_compile = bool(getattr(cfg.train, "xla", False)) if jit_compile is None else jit_compile
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.precision = precision
+        self.replicas = self.strategy.num_replicas_in_sync
+        self.spec = inference.ModelSpec.from_model_config(cfg.model)
+        m, lc, oc = cfg.model, cfg.loss, cfg.optim
+        if lc.adversarial != "none" and m.discriminator == "none":
+            raise ValueError(
+                f"preset {cfg.name!r}: loss.adversarial={lc.adversarial!r} needs a discriminator"
+            )
+        self.use_gan = lc.adversarial != "none" and m.discriminator != "none"
+        if self.use_gan:
+            self.gen_adv_loss, self.disc_adv_loss = losses.get_adversarial_losses(lc.adversarial)
+        self.reconstruction = {"l1": losses.l1_loss, "smooth_l1": losses.smooth_l1_loss}[
+            lc.reconstruction
+        ]
+
+        with self.strategy.scope():
+            self.generator, self.discriminator = build_models(cfg)
+            if not self.use_gan:
+                self.discriminator = None
+            self.g_opt = self._optimizer(oc.gen_lr)
+            self.d_opt = self._optimizer(oc.disc_lr) if self.discriminator is not None else None
+            self.g_opt.build(self.generator.trainable_variables)
+            if self.d_opt is not None:
+                self.d_opt.build(self.discriminator.trainable_variables)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+            self.feature_loss = None
+            if lc.feature_weight > 0:
+                self.feature_loss = feature_model or losses.make_feature_reconstruction_loss(
+                    backbone=lc.feature_backbone, layer=lc.feature_layer, weights=lc.feature_weights
+                )
+        self._train_fn = None
+
+    # ------------------------------------------------------------------ setup
+    def _optimizer(self, lr: float) -> keras.optimizers.Optimizer:
+        oc = self.cfg.optim
+        opt = keras.optimizers.Adam(learning_rate=lr, beta_1=oc.beta1, beta_2=oc.beta2)
+        if self.precision == "mixed_float16":
+            opt = keras.optimizers.LossScaleOptimizer(opt)
+        return opt
+
+    def checkpoint_objects(self) -> dict[str, Any]:
+        """The trackables a checkpoint holds (models, optimisers, step)."""
+        objs = {"generator": self.generator, "g_opt": self.g_opt, "step": self.step}
+        if self.discriminator is not None:
+            objs.update(discriminator=self.discriminator, d_opt=self.d_opt)
+        return objs
+
+    # ------------------------------------------------------------------ inputs
+    def generator_inputs(self, grey, chroma, batch, step, replica=0) -> tuple[tf.Tensor, dict]:
+        """Assembles G's single input tensor in the documented channel order.
+
+        Order: L, then noise (seed 001), then mask and hint chroma (seed 003).
+
+        Args:
+            grey, chroma: network-range tensors from :func:`colour.rgb_to_model`.
+            batch: the input dict (``"mask"`` is read when the model has a mask channel).
+            step: int64 scalar; with ``replica`` it seeds the noise channel, so a fresh
+                N(0, 1) channel is drawn every step, reproducibly.
+            replica: replica id within the sync group.
+
+        Returns:
+            ``(input_tensor, extras)`` where extras holds ``mask`` and ``hints``.
+        """
+        m = self.cfg.model
+        seed = tf.stack(
+            [
+                tf.cast(self.cfg.train.seed, tf.int64) * 1000003 + tf.cast(replica, tf.int64),
+                tf.cast(step, tf.int64),
+            ]
+        )
+        extras = {}
+        if m.mask_channel:
+            extras["mask"] = tf.cast(batch["mask"], tf.float32)
+            extras["hints"] = chroma * extras["mask"]
+        g_in = inference.generator_input(
+            grey, self.spec, mask_small=extras.get("mask"), hints_small=extras.get("hints"), seed=seed
+        )
+        return g_in, extras
+
+    # ------------------------------------------------------------------ step
+    def _scale(self, loss: tf.Tensor) -> tf.Tensor:
+        return loss / float(self.replicas)
+
+    def _replica_step(self, batch, step):
+        cfg, lc = self.cfg, self.cfg.loss
+        grey, chroma = colour.rgb_to_model(batch["image"], cfg.model.colour_space)
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        g_in, extras = self.generator_inputs(grey, chroma, batch, step, replica)
+        seg = batch.get("segmentation") if isinstance(batch, dict) else None
+        gen_kind = cfg.model.generator
+        metrics: dict[str, tf.Tensor] = {}
+
+        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+            outputs = self.generator(g_in, training=True)
+            outputs = [tf.cast(o, tf.float32) for o in _as_list(outputs)]
+            pred = outputs[0]
+            g_terms: dict[str, tf.Tensor] = {}
+            if gen_kind == "unet-seg-shared":
+                n = cfg.model.n_classes
+                g_terms["segmentation"] = lc.segmentation_weight * losses.segmentation_l1_loss(
+                    pred, chroma, seg, n
+                )
+                fake = losses.select_class_chroma(pred, seg)
+            else:
+                fake = pred
+            if gen_kind == "unet-seg-separate":
+                seg_logits = outputs[1]
+                ce = tf.reduce_mean(
+                    tf.keras.losses.sparse_categorical_crossentropy(seg, seg_logits, from_logits=True)
+                )
+                g_terms["segmentation"] = lc.segmentation_weight * ce
+            if lc.reconstruction_weight > 0:
+                g_terms["reconstruction"] = lc.reconstruction_weight * self.reconstruction(chroma, fake)
+            if self.feature_loss is not None:
+                space = cfg.model.colour_space
+                rgb_fake = colour.model_to_rgb(grey, fake, space)
+                rgb_real = colour.model_to_rgb(grey, chroma, space)
+                g_terms["feature"] = lc.feature_weight * tf.cast(
+                    self.feature_loss(rgb_real, rgb_fake), tf.float32
+                )
+            if lc.mask_weight > 0 and "mask" in extras:
+                g_terms["mask"] = lc.mask_weight * losses.mask_loss(
+                    fake, extras["hints"], extras["mask"]
+                )
+            d_loss = None
+            if self.use_gan:
+                d_side = [extras["mask"]] if "mask" in extras and self._disc_takes_mask() else []
+                real_in = tf.concat([grey, chroma] + d_side, axis=-1)
+                fake_in = tf.concat([grey, fake] + d_side, axis=-1)
+                d_real = [tf.cast(x, tf.float32) for x in _as_list(self.discriminator(real_in, training=True))]
+                d_fake = [tf.cast(x, tf.float32) for x in _as_list(self.discriminator(fake_in, training=True))]
+                g_terms["adversarial"] = lc.adversarial_weight * self.gen_adv_loss(d_fake)
+                d_loss = self.disc_adv_loss(d_real, d_fake)
+                acc_real, acc_fake = losses.discriminator_accuracy(d_real, d_fake)
+                for i, (ar, af) in enumerate(zip(_as_list(acc_real), _as_list(acc_fake))):
+                    metrics[f"d_accuracy_real/scale{i}"] = ar
+                    metrics[f"d_accuracy_fake/scale{i}"] = af
+            g_loss = tf.add_n(list(g_terms.values()))
+            g_scaled = self._scale(g_loss)
+            if self.precision == "mixed_float16":
+                g_scaled = self.g_opt.scale_loss(g_scaled)
+            if d_loss is not None:
+                d_scaled = self._scale(d_loss)
+                if self.precision == "mixed_float16":
+                    d_scaled = self.d_opt.scale_loss(d_scaled)
+
+        g_vars = self.generator.trainable_variables
+        self.g_opt.apply_gradients(zip(g_tape.gradient(g_scaled, g_vars), g_vars))
+        if d_loss is not None:
+            d_vars = self.discriminator.trainable_variables
+            self.d_opt.apply_gradients(zip(d_tape.gradient(d_scaled, d_vars), d_vars))
+            metrics["loss/d_total"] = d_loss
+        for name, value in g_terms.items():
+            metrics[f"loss/g_{name}"] = value
+        metrics["loss/g_total"] = g_loss
+        return metrics
+
+    def _disc_takes_mask(self) -> bool:
+        return bool(self.cfg.model.mask_channel)
+
+    def train_step(self, dist_batch) -> dict[str, tf.Tensor]:
+        """Runs one distributed step on a batch from a distributed dataset.
+
+        Returns the step's metrics averaged over replicas (float32 scalars).
+        """
+        if self._train_fn is None:
+
+            @tf.function(jit_compile=self.jit_compile or None)
+            def _fn(b):
+                step = self.step.read_value()
+                per_replica = self.strategy.run(self._replica_step, args=(b, step))
+                self.step.assign_add(1)
+                return {
+                    k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+                    for k, v in per_replica.items()
+                }
+
+            self._train_fn = _fn
+        return self._train_fn(dist_batch)
+
+    # ------------------------------------------------------------------ inference
+    def colourise_batch(self, rgb_uint8, training: bool = False):
+        """Grey -> colour for a batch at model size, for image grids.
+
+        Returns ``(grey_rgb, fake_rgb, real_rgb)`` float32 in ``[0, 1]``.
+        """
+        space = self.cfg.model.colour_space
+        grey, chroma = colour.rgb_to_model(rgb_uint8, space)
+        g_in = inference.generator_input(grey, self.spec)
+        pred = inference.pick_chroma(self.generator(g_in, training=training), self.spec)
+        return (
+            colour.model_to_rgb(grey, tf.zeros_like(chroma), space),
+            colour.model_to_rgb(grey, pred, space),
+            colour.model_to_rgb(grey, chroma, space),
+        )
+
+
+def config_summary(cfg: ExperimentConfig) -> dict:
+    """A flat dict of the config for logging."""
+    return dataclasses.asdict(cfg)
