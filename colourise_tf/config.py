@@ -51,6 +51,8 @@ COLOUR_SPACES = ("lab", "yuv")
 ADVERSARIAL = ("non_saturating", "least_squares", "hinge", "none")
 RECONSTRUCTION = ("l1", "smooth_l1")
 FEATURE_BACKBONES = ("vgg16", "resnet50")
+STRATEGIES = ("default", "onedevice", "mirrored", "multiworker", "tpu")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 # Seed 000 §IV-B: e64:e128:e256:e512:e512:e512:e512 (the decoder mirrors it).
 UNET_256 = (64, 128, 256, 512, 512, 512, 512)
@@ -251,6 +253,13 @@ class TrainConfig:
     seed: int = 0
     xla: bool = False  # jit-compile the train step
     deterministic_ops: bool = False  # tf.config.experimental.enable_op_determinism()
+
+    def __post_init__(self) -> None:
+        _check(self.strategy, STRATEGIES, "train.strategy")
+        _check(self.precision, PRECISIONS, "train.precision")
+        for name in ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "image_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

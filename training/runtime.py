@@ -13,10 +13,9 @@ import os
 import keras
 import tensorflow as tf
 
-log = logging.getLogger("colourise_tf.training")
+from colourise_tf.config import PRECISIONS, STRATEGIES
 
-STRATEGIES = ("default", "onedevice", "mirrored", "multiworker", "tpu")
-PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+log = logging.getLogger("colourise_tf.training")
 
 
 def make_strategy(name: str = "default", tpu_address: str | None = None) -> tf.distribute.Strategy:

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
-from colourise_tf import config as config_lib
+# TensorFlow's C++ start-up chatter is noise for CLI users (set it to 0 to see it).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from .runtime import PRECISIONS, STRATEGIES
+from colourise_tf import config as config_lib  # noqa: E402
+from colourise_tf.config import PRECISIONS, STRATEGIES  # noqa: E402
+
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.list_presets:
         for name in config_lib.list_presets():
-            print(f"{name:22s} {config_lib.get_preset(name).description.splitlines()[0] if config_lib.get_preset(name).description else ''}")
+            description = config_lib.get_preset(name).description
+            print(f"{name:22s} {description.split('. ')[0] if description else ''}")
         return 0
     try:
         cfg = resolve_config(args)
