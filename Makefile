@@ -20,7 +20,7 @@ DATA_DIR  ?=
 MANUAL_DIR ?=
 OVERRIDES ?=
 
-.PHONY: install test test-large train bench clean
+.PHONY: install test test-large test-large-only train export eval bench clean
 
 install: $(STAMP)
 
@@ -35,6 +35,9 @@ test: $(STAMP)
 
 test-large: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+test-large-only: $(STAMP)
+	$(BIN)/python -m pytest -m large -q
 
 train: $(STAMP)
 	$(BIN)/colourise-train --preset $(PRESET) --dataset $(DATASET) --workdir $(WORKDIR) \

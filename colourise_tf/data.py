@@ -189,6 +189,11 @@ def load_samples() -> list[tuple[str, np.ndarray]]:
 # --------------------------------------------------------------------------- decoding
 
 
+class DatasetUnavailableError(FileNotFoundError):
+    """A TFDS dataset is neither prepared nor preparable here (e.g. ImageNet
+    without its manually downloaded tarballs)."""
+
+
 class ImageDecodeError(ValueError):
     """An image file could not be decoded.
 
@@ -614,9 +619,16 @@ def _tfds_records(
             f"registered TFDS dataset ({err})"
         ) from err
     if not builder.is_prepared():
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
-        )
+        try:
+            builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
+            )
+        except AssertionError as err:  # TFDS reports a missing manual_dir this way
+            raise DatasetUnavailableError(
+                f"TFDS dataset {source!r} is not prepared in {builder.data_dir} and cannot be "
+                f"built: {err}\nPass --manual-dir (data.manual_dir) with the files it names, "
+                f"or --data-dir (data.data_dir) pointing at an already prepared copy."
+            ) from err
     features = builder.info.features
     if "image" not in features:
         raise ValueError(f"TFDS dataset {source!r} has no 'image' feature: {list(features)}")
