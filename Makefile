@@ -18,7 +18,12 @@ STRATEGY  ?= default
 PRECISION ?= auto
 DATA_DIR  ?=
 MANUAL_DIR ?=
-OVERRIDES ?=
+# The CPU-sized schedule `make train` uses on the bundled photos (same architecture,
+# 128x128 instead of 256x256 so that it finishes in minutes on two cores). Set
+# OVERRIDES= (empty) for the preset's own schedule, e.g. on ImageNet.
+CPU_SCHEDULE := model.image_size=128 data.batch_size=4 train.steps=300 \
+  train.checkpoint_every=50 train.log_every=5 train.image_every=50
+OVERRIDES ?= $(CPU_SCHEDULE)
 
 .PHONY: install test test-large test-large-only train export eval bench clean
 
@@ -41,9 +46,21 @@ test-large-only: $(STAMP)
 
 train: $(STAMP)
 	$(BIN)/colourise-train --preset $(PRESET) --dataset $(DATASET) --workdir $(WORKDIR) \
-	  --strategy $(STRATEGY) --precision $(PRECISION) \
+	  --strategy $(STRATEGY) --precision $(PRECISION) $(if $(SPLIT),--split $(SPLIT)) \
 	  $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(MANUAL_DIR),--manual-dir $(MANUAL_DIR)) \
-	  $(if $(OVERRIDES),$(OVERRIDES),--cpu-schedule)
+	  $(OVERRIDES)
+
+# Evaluation (issue 5): EVAL_MODELS may list several run dirs / SavedModels / .tflite files.
+EVAL_MODELS ?= $(WORKDIR)
+EVAL_OUT    ?= $(WORKDIR)/eval
+PERCEPTUAL  ?= imagenet
+SPLIT       ?=
+LIMIT       ?=
+eval: $(STAMP)
+	$(BIN)/colourise-eval $(foreach m,$(EVAL_MODELS),--model $(m)) --dataset $(DATASET) \
+	  $(if $(SPLIT),--split $(SPLIT)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) \
+	  $(if $(MANUAL_DIR),--manual-dir $(MANUAL_DIR)) $(if $(LIMIT),--limit $(LIMIT)) \
+	  --perceptual-weights $(PERCEPTUAL) --out $(EVAL_OUT)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/data_pipeline.py

@@ -613,10 +613,11 @@ def _tfds_records(
 
     try:
         builder = tfds.builder(source, data_dir=data_dir)
-    except tfds.core.registered.DatasetNotFoundError as err:
+    except ValueError as err:  # DatasetNotFoundError, or a name TFDS cannot even parse
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise FileNotFoundError(
             f"{source!r} is neither an existing folder/file/glob of images nor a "
-            f"registered TFDS dataset ({err})"
+            f"registered TFDS dataset ({first_line})"
         ) from err
     if not builder.is_prepared():
         try:

@@ -186,7 +186,9 @@ class GANTrainer:
                 d_fake = [tf.cast(x, tf.float32) for x in _as_list(self.discriminator(fake_in, training=True))]
                 g_terms["adversarial"] = lc.adversarial_weight * self.gen_adv_loss(d_fake)
                 d_loss = self.disc_adv_loss(d_real, d_fake)
-                acc_real, acc_fake = losses.discriminator_accuracy(d_real, d_fake)
+                # Least-squares D targets 0/1, so its decision boundary is 0.5, not 0.
+                threshold = 0.5 if lc.adversarial == "least_squares" else 0.0
+                acc_real, acc_fake = losses.discriminator_accuracy(d_real, d_fake, threshold=threshold)
                 for i, (ar, af) in enumerate(zip(_as_list(acc_real), _as_list(acc_fake))):
                     metrics[f"d_accuracy_real/scale{i}"] = ar
                     metrics[f"d_accuracy_fake/scale{i}"] = af
