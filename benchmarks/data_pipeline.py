@@ -7,7 +7,9 @@ image_size=256)`` over one pass of all images:
 
 * ``lab_off``: the pipeline as the trainer gets it (uint8 RGB batches);
 * ``lab_on``: the same with :func:`colourise_tf.colour.rgb_to_lab` mapped over each
-  batch inside the pipeline, a stand-in for the device-side conversion cost.
+  batch inside the pipeline, a stand-in for the device-side conversion cost;
+* ``lab_on_xla``: the same conversion compiled with XLA (``jit_compile=True``), which
+  fuses its chain of element-wise ops as a jit-compiled train step does.
 
 Each mode runs ``--repeats`` times (after one untimed warm-up pass that fills the OS
 file cache and traces the functions); medians go to stdout and all figures to
@@ -56,7 +58,7 @@ def make_images(folder: str, n: int, seed: int = 0) -> int:
     return total
 
 
-def time_pass(folder: str, lab: bool, batch_size: int, image_size: int) -> tuple[float, int]:
+def time_pass(folder: str, lab: bool | str, batch_size: int, image_size: int) -> tuple[float, int]:
     """One full pass over the folder; returns (seconds, images)."""
     import tensorflow as tf
 
@@ -71,10 +73,11 @@ def time_pass(folder: str, lab: bool, batch_size: int, image_size: int) -> tuple
         drop_remainder=False,
     )
     if lab:
-        from colourise_tf.colour import rgb_to_lab  # lazy: the lead owns colour.py
+        from colourise_tf.colour import rgb_to_lab
 
+        convert = tf.function(rgb_to_lab, jit_compile=True) if lab == "xla" else rgb_to_lab
         ds = ds.map(
-            lambda b: {**b, "lab": rgb_to_lab(b["image"])}, num_parallel_calls=tf.data.AUTOTUNE
+            lambda b: {**b, "lab": convert(b["image"])}, num_parallel_calls=tf.data.AUTOTUNE
         )
     start = time.perf_counter()
     count = 0
@@ -110,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="colourise_bench_") as folder:
         total = make_images(folder, args.n)
         results["mean_jpeg_kib"] = round(total / args.n / 1024, 1)
-        for mode, lab in (("lab_off", False), ("lab_on", True)):
+        for mode, lab in (("lab_off", False), ("lab_on", True), ("lab_on_xla", "xla")):
             time_pass(folder, lab, args.batch_size, args.image_size)  # warm-up
             rates = []
             for _ in range(args.repeats):

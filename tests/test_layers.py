@@ -212,3 +212,42 @@ def test_ibn_depth_rule_as_documented():
         assert resolve_norm(norm, 6, 7) == norm
     with pytest.raises(ValueError):
         resolve_norm("layer", 1, 7)
+
+
+def test_fused_batch_norm_matches_keras_batch_norm():
+    """Same outputs, gradients and moving mean as keras BN; the moving variance uses
+    the unbiased batch variance (n/(n-1))."""
+    import numpy as np
+    import tensorflow as tf
+
+    from colourise_tf.layers import FusedBatchNormalization
+
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.normal(2.0, 3.0, (2, 5, 7, 6)).astype(np.float32))
+    kw = dict(momentum=0.9, epsilon=1e-3, gamma_initializer="random_normal", beta_initializer="random_normal")
+    ref = keras.layers.BatchNormalization(**kw)
+    fused = FusedBatchNormalization(**kw)
+    ref.build(x.shape)
+    fused.build(x.shape)
+    fused.set_weights(ref.get_weights())
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        y_ref = ref(x, training=True)
+        y_fused = fused(x, training=True)
+        l_ref = tf.reduce_sum(tf.sin(y_ref))
+        l_fused = tf.reduce_sum(tf.sin(y_fused))
+    np.testing.assert_allclose(y_fused.numpy(), y_ref.numpy(), atol=1e-4)
+    for a, b in zip(tape.gradient(l_fused, [x, fused.gamma, fused.beta]), tape.gradient(l_ref, [x, ref.gamma, ref.beta])):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-4)
+    n = 2 * 5 * 7
+    batch_mean = x.numpy().mean(axis=(0, 1, 2))
+    batch_var_unbiased = x.numpy().var(axis=(0, 1, 2)) * n / (n - 1)
+    np.testing.assert_allclose(fused.moving_mean.numpy(), 0.1 * batch_mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fused.moving_variance.numpy(), 0.9 + 0.1 * batch_var_unbiased, rtol=1e-5)
+    # Inference uses the moving statistics exactly like the Keras layer.
+    ref.moving_variance.assign(fused.moving_variance)
+    ref.moving_mean.assign(fused.moving_mean)
+    np.testing.assert_allclose(fused(x, training=False).numpy(), ref(x, training=False).numpy(), atol=1e-4)
+    # Config round trip keeps the class.
+    clone = FusedBatchNormalization.from_config(fused.get_config())
+    assert isinstance(clone, FusedBatchNormalization) and clone.momentum == 0.9

@@ -247,8 +247,8 @@ def test_ibn_placement_follows_the_documented_rule():
             continue
         dk = {b.name: type(b.norm_layer).__name__ for b in _all_blocks(scale)}
         assert dk == {
-            "layer1": "NoneType", "layer2": "IBNorm", "layer3": "BatchNormalization",
-            "layer4": "BatchNormalization", "output_conv": "NoneType",
+            "layer1": "NoneType", "layer2": "IBNorm", "layer3": "FusedBatchNormalization",
+            "layer4": "FusedBatchNormalization", "output_conv": "NoneType",
         }
     # Every conv of G and D is spectrally normalised in this preset.
     assert all(b.spectral_norm for b in _all_blocks(g)) and all(b.spectral_norm for b in _all_blocks(d))
