@@ -50,6 +50,11 @@ train: $(STAMP)
 	  $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(MANUAL_DIR),--manual-dir $(MANUAL_DIR)) \
 	  $(OVERRIDES)
 
+# Export (issue 6): TF Serving layout exports/<preset>/<version>/ + models.config, and TFLite.
+export: $(STAMP)
+	$(BIN)/colourise-export savedmodel $(WORKDIR) --base-dir exports/$(PRESET) --model-name colourise
+	$(BIN)/colourise-export tflite $(WORKDIR) --out-dir exports/tflite
+
 # Evaluation (issue 5): EVAL_MODELS may list several run dirs / SavedModels / .tflite files.
 EVAL_MODELS ?= $(WORKDIR)
 EVAL_OUT    ?= $(WORKDIR)/eval
@@ -67,4 +72,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/train_step.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs exports .pytest_cache

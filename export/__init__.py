@@ -1,0 +1,1 @@
+"""Export: SavedModel for TF Serving and TFLite for devices."""

@@ -1,0 +1,534 @@
+"""TFLite export of the generator for devices, in four numeric variants.
+
+``export_tflite(run_dir, "exports/tflite")`` writes, for ``name`` (default: the
+experiment name)::
+
+    <out>/<name>_float32.tflite        float32 weights and activations
+    <out>/<name>_float16.tflite        float16 weights (dequantised at load), float32 maths
+    <out>/<name>_dynamic_int8.tflite   int8 weights, activations quantised on the fly
+    <out>/<name>_int8.tflite           full integer: int8 weights and activations,
+                                       calibrated on the input pipeline; float32 I/O
+                                       (int8 I/O with ``integer_io=True``)
+    <out>/<name>.json                  sidecar: what a loader needs (see below)
+    <out>/<name>_conversion.log        the converter's own messages, per variant
+
+Each model has a fixed input ``[1, S, S, C_in]`` (S = the model's native size)
+named ``L`` when ``C_in == 1`` and ``generator_input`` otherwise (channels L,
+[noise], [mask, hint chroma], all network range ``[-1, 1]``) and one output ``ab``
+``[1, S, S, 2]`` (network range; for ``yuv`` models it is 2 * (U, V)). Only the
+generator is converted: the resize to S x S and back and the recombination with
+the original full-resolution L happen on the host, e.g. with
+:func:`tflite_chroma_fn` + :func:`colourise_tf.inference.colourise_grey`.
+
+The sidecar ``<name>.json`` holds ``image_size``, ``colour_space``,
+``noise_channel``, ``mask_channel``, ``n_classes``, ``preset``, ``input_name``,
+``output_name`` and, per variant, the file, its size, I/O dtypes and
+quantisation parameters, and the operators in the flatbuffer (with the ones that
+still compute in float in a quantised model listed as ``float_ops``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+from colourise_tf import colour, inference
+from colourise_tf.config import ExperimentConfig
+from colourise_tf.models import generator_input_channels
+from colourise_tf.runs import load_run
+
+__all__ = [
+    "VARIANTS",
+    "DEFAULT_CALIBRATION_STEPS",
+    "TFLiteConversionError",
+    "export_tflite",
+    "convert_generator",
+    "representative_inputs",
+    "load_interpreter",
+    "tflite_chroma_fn",
+    "model_ops",
+    "read_sidecar",
+]
+
+VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
+DEFAULT_CALIBRATION_STEPS = 64
+SIDECAR_VERSION = 1
+OUTPUT_NAME = "ab"
+_PASS_THROUGH_OPS = {"QUANTIZE", "DEQUANTIZE"}
+
+
+class TFLiteConversionError(RuntimeError):
+    """A conversion failed, crashed, or gave a model that is not what was asked
+    for; the message quotes the converter's own error lines."""
+
+
+def input_name_for(cfg: ExperimentConfig) -> str:
+    """``"L"`` for a grey-only generator, ``"generator_input"`` otherwise."""
+    return "L" if generator_input_channels(cfg.model) == 1 else "generator_input"
+
+
+def _generator_function(generator: keras.Model, cfg: ExperimentConfig) -> tf.types.experimental.GenericFunction:
+    """A fixed-shape ``tf.function`` ``{input_name: x} -> {"ab": chroma}``."""
+    spec = inference.ModelSpec.from_model_config(cfg.model)
+    s, c_in = cfg.model.image_size, generator_input_channels(cfg.model)
+
+    def run(x):
+        return {OUTPUT_NAME: inference.pick_chroma(generator(x, training=False), spec)}
+
+    return _named_function(run, [1, s, s, c_in], input_name_for(cfg))
+
+
+def _named_function(run: Callable, shape: list[int], input_name: str):
+    # The Python argument name becomes the TFLite signature's input key.
+    if input_name == "L":
+
+        def fn(L):  # noqa: N803
+            return run(L)
+
+    else:
+
+        def fn(generator_input):
+            return run(generator_input)
+
+    return tf.function(fn, input_signature=[tf.TensorSpec(shape, tf.float32, name=input_name)])
+
+
+def _frozen_function(generator: keras.Model, cfg: ExperimentConfig) -> tuple[list, tf.Module]:
+    """``([concrete function], trackable)`` for ``from_concrete_functions``, with
+    the weights frozen to constants.
+
+    Why: converting the generator's function directly (or a SavedModel of it)
+    with TF 2.21 / Keras 3 keeps every weight as a resource variable
+    (``VAR_HANDLE`` / ``READ_VARIABLE`` ops): batch norm is not folded and the
+    quantisers leave the weights in float (the dynamic-range model came out the
+    same size as the float32 one). Freezing first gives plain constants; the
+    wrapper function restores the named signature (``L`` -> ``ab``).
+    """
+    fn = _generator_function(generator, cfg)
+    frozen = convert_variables_to_constants_v2(fn.get_concrete_function())
+    s, c_in = cfg.model.image_size, generator_input_channels(cfg.model)
+    wrapper = _named_function(lambda x: {OUTPUT_NAME: frozen(x)[0]}, [1, s, s, c_in], input_name_for(cfg))
+    holder = tf.Module()
+    holder.fn = wrapper
+    return [wrapper.get_concrete_function()], holder
+
+
+def representative_inputs(
+    cfg: ExperimentConfig,
+    steps: int = DEFAULT_CALIBRATION_STEPS,
+    source: str = "samples",
+    seed: int = 0,
+) -> Iterator[np.ndarray]:
+    """Generator inputs for int8 calibration, from the input pipeline.
+
+    The first pass is the evaluation pipeline (``training=False``: resize + centre
+    crop, each image once); further steps come from the training pipeline (random
+    scale, crop and flip, seeded), so a small source still gives ``steps``
+    distinct inputs. Grey via :func:`colourise_tf.colour.rgb_to_model`; the noise
+    channel uses the serving seed (0, 0); mask models get the pipeline's random
+    masks with the true chroma as hints inside them.
+
+    Yields:
+        float32 ``[1, S, S, C_in]`` arrays.
+    """
+    from colourise_tf import data as data_lib
+
+    spec = inference.ModelSpec.from_model_config(cfg.model)
+    kw = dict(image_size=spec.image_size, batch_size=1, masks=spec.mask_channel, seed=seed)
+    ds = data_lib.build_dataset(source, training=False, repeat=False, **kw).concatenate(
+        data_lib.build_dataset(source, training=True, **kw)
+    )
+    for ex in ds.take(steps):
+        grey, chroma = colour.rgb_to_model(ex["image"], spec.colour_space)
+        mask = ex.get("mask")
+        hints = None if mask is None else chroma * mask
+        x = inference.generator_input(grey, spec, mask_small=mask, hints_small=hints)
+        yield x.numpy().astype(np.float32)
+
+
+@contextlib.contextmanager
+def _capture_output(sink: list[str]):
+    """Captures Python and C++ (file-descriptor level) stdout/stderr into ``sink``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        try:
+            for fd in (1, 2):
+                os.dup2(tmp.fileno(), fd)
+            buf = io.StringIO()
+            with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+                yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, old in saved.items():
+                os.dup2(old, fd)
+                os.close(old)
+            tmp.seek(0)
+            sink.append(buf.getvalue() + tmp.read().decode("utf-8", "replace"))
+
+
+def convert_generator(
+    generator: keras.Model,
+    cfg: ExperimentConfig,
+    variant: str,
+    *,
+    calibration_steps: int = DEFAULT_CALIBRATION_STEPS,
+    calibration_source: str = "samples",
+    integer_io: bool = False,
+    log: list[str] | None = None,
+) -> bytes:
+    """Converts a generator to a TFLite flatbuffer.
+
+    Args:
+        generator: the Keras generator.
+        cfg: its experiment config.
+        variant: one of :data:`VARIANTS`.
+        calibration_steps: representative inputs for ``int8``.
+        calibration_source: any :func:`colourise_tf.data.build_dataset` source.
+        integer_io: ``int8`` only: int8 input/output tensors (quantisation
+            parameters in the sidecar) instead of float32.
+        log: if given, the converter's output (Python and C++) is captured and
+            appended to it; otherwise it goes to stdout/stderr.
+
+    Raises:
+        ValueError: unknown variant.
+        tf.lite ConverterError: an op cannot be converted with TFLite builtins (the
+            message is the converter's; Select TF ops are deliberately not enabled:
+            the ``ai-edge-litert`` wheel has no Flex delegate).
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown TFLite variant {variant!r}; choose from {VARIANTS}")
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(*_frozen_function(generator, cfg))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if variant == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif variant == "dynamic_int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif variant == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: (
+            [x] for x in representative_inputs(cfg, calibration_steps, calibration_source)
+        )
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if integer_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    if log is None:  # messages go to this process's stdout/stderr
+        return converter.convert()
+    sink: list[str] = []
+    try:
+        with _capture_output(sink):
+            model = converter.convert()
+    finally:
+        log.append(f"===== {variant} =====\n" + "".join(sink))
+    return model
+
+
+def load_interpreter(
+    model: str | os.PathLike | bytes, num_threads: int | None = None, *, default_delegates: bool = True
+):
+    """A LiteRT ``Interpreter`` (``ai_edge_litert``) for a path or flatbuffer bytes,
+    tensors allocated. ``default_delegates=False`` keeps XNNPACK from replacing
+    nodes (to list the model's own operators)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = OpResolverType.AUTO if default_delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    kw = dict(num_threads=num_threads, experimental_op_resolver_type=resolver)
+    if isinstance(model, (bytes, bytearray)):
+        interp = Interpreter(model_content=bytes(model), **kw)
+    else:
+        interp = Interpreter(model_path=os.fspath(model), **kw)
+    interp.allocate_tensors()
+    return interp
+
+
+def model_ops(model: str | os.PathLike | bytes) -> list[dict[str, Any]]:
+    """The operators of a TFLite model in execution order, each as
+    ``{"op": name, "dtypes": [output tensor dtypes]}``."""
+    interp = load_interpreter(model, default_delegates=False)
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    ops = []
+    for op in interp._get_ops_details():  # the public API has no op listing
+        dtypes = [np.dtype(tensors[i]["dtype"]).name for i in op["outputs"] if i in tensors]
+        ops.append({"op": op["op_name"], "dtypes": dtypes})
+    return ops
+
+
+def _op_summary(model: bytes) -> dict[str, Any]:
+    ops = model_ops(model)
+    float_ops = sorted(
+        {o["op"] for o in ops if o["op"] not in _PASS_THROUGH_OPS and any(d.startswith("float") for d in o["dtypes"])}
+    )
+    return {"ops": sorted({o["op"] for o in ops}), "n_ops": len(ops), "float_ops": float_ops}
+
+
+def _io_details(model: bytes) -> dict[str, Any]:
+    interp = load_interpreter(model)
+    runner = interp.get_signature_runner()
+    out = {}
+    for kind, details in (("input", runner.get_input_details()), ("output", runner.get_output_details())):
+        ((name, d),) = details.items()
+        scale, zero = d.get("quantization", (0.0, 0))
+        out[kind] = {
+            "name": name,
+            "shape": [int(v) for v in d["shape"]],
+            "dtype": np.dtype(d["dtype"]).name,
+            "quantization": [float(scale), int(zero)] if scale else None,
+        }
+    return out
+
+
+def sidecar_base(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The loader-facing fields of ``<name>.json``."""
+    m = cfg.model
+    return {
+        "format_version": SIDECAR_VERSION,
+        "kind": "tflite",
+        "image_size": int(m.image_size),
+        "colour_space": m.colour_space,
+        "noise_channel": bool(m.noise_channel),
+        "mask_channel": bool(m.mask_channel),
+        "n_classes": int(m.n_classes),
+        "preset": cfg.name,
+        "input_name": input_name_for(cfg),
+        "output_name": OUTPUT_NAME,
+        "generator": m.generator,
+        "generator_input_channels": generator_input_channels(m),
+        "input_range": [-1.0, 1.0],
+        "output_range": [-1.0, 1.0],
+        "noise_seed": [0, 0] if m.noise_channel else None,
+    }
+
+
+def export_tflite(
+    source: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    variants: Sequence[str] = VARIANTS,
+    *,
+    name: str | None = None,
+    calibration_steps: int = DEFAULT_CALIBRATION_STEPS,
+    calibration_source: str = "samples",
+    integer_io: bool = False,
+    isolate_int8: bool = True,
+) -> dict[str, Path]:
+    """Converts a run's generator to ``<out_dir>/<name>_<variant>.tflite``.
+
+    Args:
+        source: run directory or checkpoint prefix.
+        out_dir: output directory (created).
+        variants: any of :data:`VARIANTS`.
+        name: file stem; default the experiment name (``cfg.name``).
+        calibration_steps: representative inputs for the ``int8`` variant.
+        calibration_source: ``build_dataset`` source for calibration.
+        integer_io: int8 input/output for the ``int8`` variant.
+        isolate_int8: run the full-integer quantiser in a child process. It has
+            crashed the whole process (SIGSEGV in ``mlir_quantize``) on models with
+            extreme weight ranges; isolated, that becomes a
+            :class:`TFLiteConversionError` with the converter's messages.
+
+    Returns:
+        ``{variant: path}`` of the written models. The sidecar ``<name>.json`` is
+        updated (variants exported earlier under the same name are kept).
+
+    Raises:
+        ValueError: unknown variant or bad name.
+        ConverterError: as :func:`convert_generator`; the log file keeps the
+            converter's messages.
+        TFLiteConversionError: the int8 quantiser crashed, or its model does
+            not run (nothing is written for that variant). Operators it kept in
+            float are only logged and listed in the sidecar's ``float_ops``.
+    """
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        raise ValueError(f"unknown TFLite variant(s) {unknown}; choose from {VARIANTS}")
+    run = load_run(source)
+    name = name or run.cfg.name
+    if not name or "/" in name or "\\" in name:
+        raise ValueError(f"invalid name {name!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sidecar_path = out / f"{name}.json"
+    previous = read_sidecar(sidecar_path) if sidecar_path.is_file() else {}
+    sidecar = {**sidecar_base(run.cfg), "step": run.step, "checkpoint": run.checkpoint}
+    kept = previous.get("variants", {}) if previous.get("preset") == run.cfg.name else {}
+    sidecar["variants"] = dict(kept)
+    log: list[str] = []
+    paths: dict[str, Path] = {}
+    try:
+        for variant in variants:
+            if variant == "int8" and isolate_int8:
+                model = _convert_int8_in_subprocess(
+                    source, calibration_steps=calibration_steps, calibration_source=calibration_source,
+                    integer_io=integer_io, log=log,
+                )
+            else:
+                model = convert_generator(
+                    run.generator, run.cfg, variant, calibration_steps=calibration_steps,
+                    calibration_source=calibration_source, integer_io=integer_io, log=log,
+                )
+            summary = _op_summary(model)
+            if variant == "int8":
+                _check_int8(model, summary, log)
+            path = out / f"{name}_{variant}.tflite"
+            _atomic_write(path, model)
+            paths[variant] = path
+            entry: dict[str, Any] = {
+                "file": path.name, "bytes": len(model), "step": run.step, **_io_details(model), **summary,
+            }
+            if variant == "int8":
+                entry["calibration"] = {"source": calibration_source, "steps": calibration_steps}
+            sidecar["variants"][variant] = entry
+    finally:
+        if log:
+            _atomic_write(out / f"{name}_conversion.log", "\n".join(log).encode("utf-8"))
+        if paths:
+            _atomic_write(sidecar_path, (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    return paths
+
+
+def _check_int8(model: bytes, summary: dict[str, Any], log: list[str]) -> None:
+    """Fails if the int8 model does not run; warns about operators left in float.
+
+    With ``TFLITE_BUILTINS_INT8`` the converter does not always refuse what it
+    cannot quantise: it may keep an operator in float between DEQUANTIZE and
+    QUANTIZE, silently (instance norm's NEG and SQUARE), or after printing
+    ``error: scale out of expressed type range`` (extreme ranges), and in that
+    second case XNNPACK cannot even prepare the model.
+    """
+    converter_errors = [ln.strip() for ln in (log[-1] if log else "").splitlines() if "error:" in ln.lower()]
+    try:
+        interp = load_interpreter(model)
+        for d in interp.get_input_details():
+            interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+        interp.invoke()
+    except (RuntimeError, ValueError) as e:
+        raise TFLiteConversionError(
+            f"int8: the converted model does not run ({e}); operators left in float: {summary['float_ops']}; "
+            f"converter said: {converter_errors or 'nothing'}. Extreme weight or activation ranges cause this "
+            "(e.g. spectral-norm u/v out of step with the kernels)."
+        ) from e
+    if summary["float_ops"]:
+        logging.getLogger(__name__).warning(
+            "int8: operators kept in float (between DEQUANTIZE/QUANTIZE): %s; converter said: %s",
+            summary["float_ops"], converter_errors or "nothing",
+        )
+
+
+_CHILD = """
+import sys
+sys.path.insert(0, {root!r})
+from export.tflite import _child_convert_int8
+_child_convert_int8(*sys.argv[1:])
+"""
+
+
+def _convert_int8_in_subprocess(
+    source: str | os.PathLike,
+    *,
+    calibration_steps: int,
+    calibration_source: str,
+    integer_io: bool,
+    log: list[str],
+) -> bytes:
+    """Runs :func:`convert_generator` (``int8``) in a child Python process."""
+    import subprocess
+
+    root = str(Path(__file__).resolve().parents[1])
+    with tempfile.TemporaryDirectory(prefix="colourise_int8_") as tmp:
+        model_path = Path(tmp) / "model.tflite"
+        args = [
+            sys.executable, "-X", "faulthandler", "-c", _CHILD.format(root=root), os.fspath(source), str(model_path),
+            str(calibration_steps), calibration_source, "1" if integer_io else "0",
+        ]
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}  # all of it goes to the conversion log
+        proc = subprocess.run(args, capture_output=True, text=True, env=env)
+        log.append("===== int8 (child process) =====\n" + proc.stdout + proc.stderr)
+        if proc.returncode != 0 or not model_path.is_file():
+            lines = (proc.stdout + proc.stderr).splitlines()
+            errors = [ln.strip() for ln in lines if "error:" in ln.lower()]
+            # faulthandler's innermost frame names the converter stage that crashed.
+            errors += [lines[i + 1].strip() for i, ln in enumerate(lines[:-1]) if "most recent call first" in ln]
+            code = proc.returncode
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
+            raise TFLiteConversionError(
+                f"int8 conversion {how}; converter said: {errors[-10:] or proc.stderr.strip()[-2000:]}"
+            )
+        return model_path.read_bytes()
+
+
+def _child_convert_int8(source: str, model_path: str, steps: str, calibration_source: str, integer_io: str) -> None:
+    # No output capture here: if the quantiser crashes, the parent still gets
+    # everything it printed through the pipe.
+    run = load_run(source)
+    model = convert_generator(
+        run.generator, run.cfg, "int8", calibration_steps=int(steps),
+        calibration_source=calibration_source, integer_io=integer_io == "1",
+    )
+    Path(model_path).write_bytes(model)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
+    """Reads ``<name>.json`` (a path to the json, or to one of its ``.tflite`` files)."""
+    path = Path(path)
+    if path.suffix == ".tflite":
+        stem = path.stem
+        for variant in VARIANTS:
+            if stem.endswith("_" + variant):
+                stem = stem[: -len(variant) - 1]
+                break
+        path = path.with_name(stem + ".json")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def tflite_chroma_fn(model: str | os.PathLike | bytes, num_threads: int | None = None) -> Callable:
+    """A ``chroma_fn`` for :func:`colourise_tf.inference.colourise_grey` that runs a
+    ``.tflite`` generator (eagerly; batches are run one image at a time).
+
+    Handles int8 input/output models by (de)quantising with their parameters.
+    """
+    interp = load_interpreter(model, num_threads=num_threads)
+    runner = interp.get_signature_runner()
+    ((in_name, in_d),) = runner.get_input_details().items()
+    ((out_name, out_d),) = runner.get_output_details().items()
+    in_scale, in_zero = in_d.get("quantization", (0.0, 0))
+    out_scale, out_zero = out_d.get("quantization", (0.0, 0))
+    in_dtype = np.dtype(in_d["dtype"])
+
+    def fn(x) -> tf.Tensor:
+        x = np.asarray(x, np.float32)
+        outs = []
+        for i in range(x.shape[0]):
+            xi = x[i : i + 1]
+            if in_dtype != np.float32:
+                info = np.iinfo(in_dtype)
+                xi = np.clip(np.round(xi / in_scale + in_zero), info.min, info.max).astype(in_dtype)
+            y = runner(**{in_name: xi})[out_name]
+            if y.dtype != np.float32:
+                y = (y.astype(np.float32) - out_zero) * out_scale
+            outs.append(y)
+        return tf.constant(np.concatenate(outs, axis=0))
+
+    return fn
