@@ -21,7 +21,7 @@ MANUAL_DIR ?=
 # The CPU-sized schedule `make train` uses on the bundled photos (same architecture,
 # 128x128 instead of 256x256 so that it finishes in minutes on two cores). Set
 # OVERRIDES= (empty) for the preset's own schedule, e.g. on ImageNet.
-CPU_SCHEDULE := model.image_size=128 data.batch_size=4 train.steps=300 \
+CPU_SCHEDULE := model.image_size=128 data.batch_size=4 train.steps=400 \
   train.checkpoint_every=50 train.log_every=5 train.image_every=50
 OVERRIDES ?= $(CPU_SCHEDULE)
 

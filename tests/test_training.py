@@ -241,7 +241,7 @@ def test_every_preset_runs_one_step(tmp_path):
 
     for name in config_lib.list_presets():
         cfg = config_lib.get_preset(name)
-        over = ["train.steps=1", "data.batch_size=2", "train.precision=float32"]
+        over = ["train.steps=1", "data.batch_size=2", "train.precision=float32", "data.dataset=samples"]
         kwargs = {}
         if cfg.loss.feature_weight > 0:
             kwargs["feature_model"] = losses.make_feature_reconstruction_loss(
