@@ -21,8 +21,8 @@ Usage::
   exact lightness. ``<ext>`` is ``jpg`` for JPEG inputs and ``png`` otherwise, or
   ``--format``; inputs with an alpha channel always give PNG with the input's alpha
   re-attached unchanged. 16-bit inputs are read at 8 bits and written as 8-bit PNG.
-  ``--compare`` writes ``<stem>_colourised_compare.<ext>``: grey | colourised side by
-  side. ``--samples N`` writes ``<stem>_colourised_s1 .. _sN`` when the model is
+  ``--compare`` also writes ``<stem>_colourised_compare.<ext>``: grey | colourised
+  side by side. ``--samples N`` writes ``<stem>_colourised_s1 .. _sN`` when the model is
   stochastic (noise channel or dropout), else one output and a note.
 * Safety: an input is never overwritten (an output path that is an input is
   refused with a message); two inputs with the same stem get ``<stem>_2_colourised``
@@ -483,10 +483,12 @@ def _colourise_one(
     image = read_image(path)
     if image.alpha is not None:
         ext = "png"
-    names = []
+    # One output per sample; with --compare also grey | colourised beside it.
+    plans = []
     for k in sample_ids:
-        name = base + ("" if k is None else f"_s{k + 1}") + ("_compare" if compare else "")
-        names.append(outdir / f"{name}.{ext}")
+        name = base + ("" if k is None else f"_s{k + 1}")
+        plans.append((k, outdir / f"{name}.{ext}", outdir / f"{name}_compare.{ext}" if compare else None))
+    names = [p for _, out, cmp_out in plans for p in (out, cmp_out) if p is not None]
     for out in names:
         if is_input(out):
             raise ValueError(f"refusing to write {out}: that file is one of the inputs")
@@ -494,15 +496,17 @@ def _colourise_one(
         result.skipped = True
         return
     grey = _grey_preview(image.rgb, predictor.spec.colour_space) if compare else None
-    for k, out in zip(sample_ids, names):
+    for k, out, cmp_out in plans:
         rgb = predictor.colourise(image.rgb, saturation=saturation, mask=mask, hints=hints, sample=k)
-        if grey is not None:
-            rgb = np.concatenate([grey, rgb], axis=1)
-        if image.alpha is not None:
-            alpha = np.concatenate([image.alpha] * (2 if compare else 1), axis=1)
-            rgb = np.concatenate([rgb, alpha[..., None]], axis=-1)
-        atomic_save(rgb, out, fmt=ext)
-        result.outputs.append(os.fspath(out))
+        writes = [(out, rgb, 1)]
+        if cmp_out is not None:
+            writes.append((cmp_out, np.concatenate([grey, rgb], axis=1), 2))
+        for path_out, pixels, copies in writes:
+            if image.alpha is not None:
+                alpha = np.concatenate([image.alpha] * copies, axis=1)
+                pixels = np.concatenate([pixels, alpha[..., None]], axis=-1)
+            atomic_save(pixels, path_out, fmt=ext)
+            result.outputs.append(os.fspath(path_out))
 
 
 # -------------------------------------------------------------------------- CLI
@@ -538,7 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-s", "--saturation", type=float, default=1.0,
         help="chroma gain: 1 = as predicted, 0 = grey, 2 = twice as vivid (default 1)",
     )
-    p.add_argument("--compare", action="store_true", help="write grey | colourised side by side")
+    p.add_argument("--compare", action="store_true", help="also write grey | colourised side by side (<stem>_colourised_compare)")
     p.add_argument(
         "--samples", type=int, default=1, metavar="N",
         help="N different colourisations per input (models with noise or dropout; default 1)",

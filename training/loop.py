@@ -98,6 +98,9 @@ def write_png_atomic(array: np.ndarray, path: Path) -> None:
     os.close(fd)
     try:
         Image.fromarray(array).save(tmp, format="PNG")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
