@@ -1,7 +1,7 @@
 """The ``colourise`` command, run in-process through ``main([...])``.
 
 Models are hand-made tiny runs (config + checkpoint, conv kernels scaled up so the
-untrained generator paints visible colours); see ``_make_run``. The plain model's
+untrained generator paints visible colours); see ``helpers.make_run``. The plain model's
 gain (5) keeps its colours inside the sRGB gamut for mid-tone inputs: out-of-gamut
 colours are clipped in RGB, which changes L (``colour.lab_to_rgb`` clips per channel).
 """
@@ -24,34 +24,22 @@ from colourise_tf.models import build_generator
 
 S = 32
 
-
-def _make_run(run_dir: Path, overrides=(), gain: float = 5.0) -> Path:
-    cfg = apply_overrides(get_preset("tiny"), list(overrides))
-    keras.utils.set_random_seed(0)
-    gen = build_generator(cfg.model)
-    gen(tf.zeros([1, S, S, 1 + int(cfg.model.noise_channel) + 3 * int(cfg.model.mask_channel)]))
-    for v in gen.weights:
-        if v.path.endswith("kernel"):
-            v.assign(v * gain)
-    save_config(cfg, run_dir / "config.json")
-    ckpt = tf.train.Checkpoint(generator=gen, step=tf.Variable(0, dtype=tf.int64))
-    tf.train.CheckpointManager(ckpt, str(run_dir / "checkpoints"), 1).save()
-    return run_dir
+from helpers import make_run  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> str:
-    return str(_make_run(tmp_path_factory.mktemp("models") / "plain"))
+    return str(make_run(tmp_path_factory.mktemp("models") / "plain", gain=5.0))
 
 
 @pytest.fixture(scope="module")
 def dropout_model(tmp_path_factory) -> str:
-    return str(_make_run(tmp_path_factory.mktemp("models") / "dropout", ["model.gen_dropout=0.5"], gain=10.0))
+    return str(make_run(tmp_path_factory.mktemp("models") / "dropout", ["model.gen_dropout=0.5"], gain=10.0))
 
 
 @pytest.fixture(scope="module")
 def mask_model(tmp_path_factory) -> str:
-    return str(_make_run(tmp_path_factory.mktemp("models") / "mask", ["model.mask_channel=true"], gain=10.0))
+    return str(make_run(tmp_path_factory.mktemp("models") / "mask", ["model.mask_channel=true"], gain=10.0))
 
 
 def photo(h: int = 61, w: int = 97) -> np.ndarray:

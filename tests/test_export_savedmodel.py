@@ -32,37 +32,7 @@ PY_FUNC_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
 
 # --------------------------------------------------------------------------- fixtures
 
-
-def randomise_generator(generator, seed: int = 0, chroma_gain: float = 0.5) -> None:
-    """He-normal kernels, jittered norm parameters and a damped last layer, so the
-    chroma is far from zero (|ab| ~ 25 Lab units) but not stuck at tanh's +-1."""
-    rng = np.random.default_rng(seed)
-    for v in generator.weights:
-        name, shape = v.path, tuple(v.shape)
-        if name.endswith(("vector_u", "vector_v")) or "seed" in name:
-            continue  # spectral-norm power-iteration state stays the unit vectors it is
-        if name.endswith("kernel"):
-            fan_in = int(np.prod(shape[:-1]))
-            val = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape) * (chroma_gain if "chroma" in name else 1.0)
-        elif name.endswith("moving_variance"):
-            val = rng.uniform(0.5, 1.5, shape)
-        elif name.endswith("gamma"):
-            val = 1.0 + 0.1 * rng.normal(size=shape)
-        else:
-            val = 0.1 * rng.normal(size=shape)
-        v.assign(val.astype(np.float32))
-    # Spectral norm: bring u, v in line with the new kernels, as training would.
-    for layer in generator._flatten_layers():
-        if isinstance(layer, SpectralNorm):
-            w = layer._matrix().numpy()
-            u = rng.normal(size=(1, w.shape[1]))
-            for _ in range(30):
-                v_ = u @ w.T
-                v_ /= np.linalg.norm(v_)
-                u = v_ @ w
-                u /= np.linalg.norm(u)
-            layer.vector_u.assign(u.astype(np.float32))
-            layer.vector_v.assign(v_.astype(np.float32))
+from helpers import randomise_generator  # noqa: E402
 
 
 def make_run_dir(path: Path, preset: str = "tiny", overrides=(), step: int = 7):
@@ -429,7 +399,7 @@ def test_bad_inputs_in_a_subprocess_leave_it_running(export_dir):
         import io, sys
         import numpy as np, tensorflow as tf
         from PIL import Image
-        sys.path.insert(0, {str(REPO)!r})
+        sys.path[:0] = [{str(REPO)!r}, {str(REPO / "tests")!r}]
         from tests.test_export_savedmodel import _bad_inputs, _jpeg_with_size, encode
         model = tf.saved_model.load({str(export_dir)!r})
         fn = model.signatures["serving_default"]

@@ -25,38 +25,9 @@ from colourise_tf.models import build_generator
 from export import tflite as tl
 
 # (mean, p99) ΔE76 bounds per quantised variant on the tiny model.
+from helpers import randomise_generator  # noqa: E402
+
 DELTA_E_BOUNDS = {"float16": (0.05, 0.2), "dynamic_int8": (0.5, 2.0), "int8": (2.0, 6.0)}
-
-
-def randomise_generator(generator, seed: int = 0, chroma_gain: float = 0.5) -> None:
-    """As in test_export_savedmodel: colourful random weights (|ab| ~ 25)."""
-    rng = np.random.default_rng(seed)
-    for v in generator.weights:
-        name, shape = v.path, tuple(v.shape)
-        if name.endswith(("vector_u", "vector_v")) or "seed" in name:
-            continue  # spectral-norm power-iteration state stays the unit vectors it is
-        if name.endswith("kernel"):
-            fan_in = int(np.prod(shape[:-1]))
-            val = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape) * (chroma_gain if "chroma" in name else 1.0)
-        elif name.endswith("moving_variance"):
-            val = rng.uniform(0.5, 1.5, shape)
-        elif name.endswith("gamma"):
-            val = 1.0 + 0.1 * rng.normal(size=shape)
-        else:
-            val = 0.1 * rng.normal(size=shape)
-        v.assign(val.astype(np.float32))
-    # Spectral norm: bring u, v in line with the new kernels, as training would.
-    for layer in generator._flatten_layers():
-        if isinstance(layer, SpectralNorm):
-            w = layer._matrix().numpy()
-            u = rng.normal(size=(1, w.shape[1]))
-            for _ in range(30):
-                v_ = u @ w.T
-                v_ /= np.linalg.norm(v_)
-                u = v_ @ w
-                u /= np.linalg.norm(u)
-            layer.vector_u.assign(u.astype(np.float32))
-            layer.vector_v.assign(v_.astype(np.float32))
 
 
 @pytest.fixture(scope="module")

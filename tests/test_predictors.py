@@ -32,22 +32,6 @@ from colourise_tf.runs import load_run
 S = 32
 
 
-def make_run(run_dir: Path, overrides=(), *, gain: float = 10.0, seed: int = 0) -> Path:
-    """A run directory by hand (config + one checkpoint). ``gain`` scales every conv
-    kernel so the untrained tiny generator predicts clearly visible chroma."""
-    cfg = apply_overrides(get_preset("tiny"), list(overrides))
-    keras.utils.set_random_seed(seed)
-    gen = build_generator(cfg.model)
-    gen(tf.zeros([1, S, S, 1 + int(cfg.model.noise_channel) + 3 * int(cfg.model.mask_channel)]))
-    for v in gen.weights:
-        if v.path.endswith("kernel"):
-            v.assign(v * gain)
-    save_config(cfg, run_dir / "config.json")
-    ckpt = tf.train.Checkpoint(generator=gen, step=tf.Variable(0, dtype=tf.int64))
-    tf.train.CheckpointManager(ckpt, str(run_dir / "checkpoints"), 1).save()
-    return run_dir
-
-
 def save_generator_savedmodel(run_dir: Path, model_dir: Path) -> Path:
     """A SavedModel with the contract's ``generator`` signature and config asset."""
     run = load_run(run_dir)
@@ -119,6 +103,8 @@ def photo(h: int = 61, w: int = 97, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     img = np.stack([r, g, b], -1) + rng.normal(0, 0.02, (h, w, 3))
     return np.clip(img * 255, 0, 255).astype(np.uint8)
+
+from helpers import make_run  # noqa: E402
 
 
 @pytest.fixture(scope="module")

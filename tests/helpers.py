@@ -1,0 +1,63 @@
+"""Shared test helpers: small run directories and colourful random generators."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from colourise_tf.config import apply_overrides, get_preset, save_config
+from colourise_tf.layers import SpectralNorm
+from colourise_tf.models import build_generator
+
+S = 32  # the tiny preset's size
+
+
+def make_run(run_dir: Path, overrides=(), *, gain: float = 10.0, seed: int = 0) -> Path:
+    """A run directory by hand (config + one checkpoint). ``gain`` scales every conv
+    kernel so the untrained tiny generator predicts clearly visible chroma."""
+    cfg = apply_overrides(get_preset("tiny"), list(overrides))
+    keras.utils.set_random_seed(seed)
+    gen = build_generator(cfg.model)
+    gen(tf.zeros([1, S, S, 1 + int(cfg.model.noise_channel) + 3 * int(cfg.model.mask_channel)]))
+    for v in gen.weights:
+        if v.path.endswith("kernel"):
+            v.assign(v * gain)
+    save_config(cfg, run_dir / "config.json")
+    ckpt = tf.train.Checkpoint(generator=gen, step=tf.Variable(0, dtype=tf.int64))
+    tf.train.CheckpointManager(ckpt, str(run_dir / "checkpoints"), 1).save()
+    return run_dir
+
+
+def randomise_generator(generator, seed: int = 0, chroma_gain: float = 0.5) -> None:
+    """He-normal kernels, jittered norm parameters and a damped last layer, so the
+    chroma is far from zero (|ab| ~ 25 Lab units) but not stuck at tanh's +-1."""
+    rng = np.random.default_rng(seed)
+    for v in generator.weights:
+        name, shape = v.path, tuple(v.shape)
+        if name.endswith(("vector_u", "vector_v")) or "seed" in name:
+            continue  # spectral-norm power-iteration state stays the unit vectors it is
+        if name.endswith("kernel"):
+            fan_in = int(np.prod(shape[:-1]))
+            val = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape) * (chroma_gain if "chroma" in name else 1.0)
+        elif name.endswith("moving_variance"):
+            val = rng.uniform(0.5, 1.5, shape)
+        elif name.endswith("gamma"):
+            val = 1.0 + 0.1 * rng.normal(size=shape)
+        else:
+            val = 0.1 * rng.normal(size=shape)
+        v.assign(val.astype(np.float32))
+    # Spectral norm: bring u, v in line with the new kernels, as training would.
+    for layer in generator._flatten_layers():
+        if isinstance(layer, SpectralNorm):
+            w = layer._matrix().numpy()
+            u = rng.normal(size=(1, w.shape[1]))
+            for _ in range(30):
+                v_ = u @ w.T
+                v_ /= np.linalg.norm(v_)
+                u = v_ @ w
+                u /= np.linalg.norm(u)
+            layer.vector_u.assign(u.astype(np.float32))
+            layer.vector_v.assign(v_.astype(np.float32))
