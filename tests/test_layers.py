@@ -85,7 +85,7 @@ def _svd_max(w: np.ndarray) -> float:
 def test_spectral_norm_sigma_matches_numpy_svd(layer, shape):
     keras.utils.set_random_seed(1)
     sn = SpectralNorm(layer())
-    x = _x(*shape)
+    x = tf.constant(_x(*shape))
     sn.build(shape)
     raw_before = sn.kernel.numpy().copy()
     # One power iteration per training call; the error decays like (s2/s1)^(2n), and
@@ -251,3 +251,127 @@ def test_fused_batch_norm_matches_keras_batch_norm():
     # Config round trip keeps the class.
     clone = FusedBatchNormalization.from_config(fused.get_config())
     assert isinstance(clone, FusedBatchNormalization) and clone.momentum == 0.9
+
+
+# ------------------------------------------------------------------ fast paths vs references
+
+
+def _ibn_reference(x, layer, training):
+    """IBN the slow, obvious way: slice, Keras GroupNorm / BatchNorm, concatenate."""
+    k = layer.n_instance
+    inn = keras.layers.GroupNormalization(groups=-1, epsilon=layer.epsilon)
+    bn = keras.layers.BatchNormalization(epsilon=max(layer.epsilon, 1.001e-5), momentum=layer.momentum)
+    inn.build(x[..., :k].shape)
+    bn.build(x[..., k:].shape)
+    inn.set_weights(layer.instance_norm.get_weights())
+    bn.set_weights(layer.batch_norm.get_weights())
+    y = tf.concat([inn(x[..., :k]), bn(x[..., k:], training=training)], -1)
+    return y, [inn.gamma, inn.beta, bn.gamma, bn.beta]
+
+
+@pytest.mark.parametrize("channels, ratio", [(8, 0.5), (6, 0.2), (5, 0.75)])
+def test_ibn_values_and_gradients_match_sliced_keras_reference(channels, ratio):
+    rng = np.random.default_rng(channels)
+    x = tf.constant(rng.normal(1.5, 3.0, (3, 5, 7, channels)).astype(np.float32))
+    w = tf.constant(rng.normal(size=(3, 5, 7, channels)).astype(np.float32))
+    layer = IBNorm(ratio=ratio, momentum=0.8, gamma_init="normal")
+    layer.build(x.shape)
+    # Non-trivial affine parameters and moving statistics.
+    layer.set_weights([rng.normal(1.0, 0.5, v.shape).astype(np.float32) if "variance" not in v.path
+                       else rng.uniform(0.5, 2.0, v.shape).astype(np.float32) for v in layer.weights])
+    for training in (True, False):
+        params = [layer.instance_norm.gamma, layer.instance_norm.beta, layer.batch_norm.gamma, layer.batch_norm.beta]
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            y_ref, ref_params = _ibn_reference(x, layer, training)
+            y = layer(x, training=training)
+            l_ref, l = tf.reduce_sum(tf.sin(y_ref) * w), tf.reduce_sum(tf.sin(y) * w)
+        np.testing.assert_allclose(y.numpy(), y_ref.numpy(), atol=1e-4)
+        for a, b in zip(tape.gradient(l, [x] + params), tape.gradient(l_ref, [x] + ref_params)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-4)
+
+
+def test_ibn_moving_statistics_follow_fused_batch_norm_convention():
+    rng = np.random.default_rng(0)
+    x = rng.normal(2.0, 3.0, (4, 6, 5, 8)).astype(np.float32)
+    layer = IBNorm(ratio=0.5, momentum=0.9)
+    layer(x, training=True)
+    half = x[..., 4:]
+    n = 4 * 6 * 5
+    np.testing.assert_allclose(layer.batch_norm.moving_mean.numpy(), 0.1 * half.mean((0, 1, 2)), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        layer.batch_norm.moving_variance.numpy(), 0.9 + 0.1 * half.var((0, 1, 2)) * n / (n - 1), rtol=1e-4
+    )
+
+
+def test_ibn_under_mixed_bfloat16_keeps_float32_statistics():
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        layer = IBNorm()
+        x = tf.constant(np.random.default_rng(1).normal(50.0, 2.0, (2, 8, 8, 6)).astype(np.float32))
+        y = layer(x, training=True)
+        assert y.dtype == tf.bfloat16
+        # A large mean and small spread: bfloat16 statistics would lose it entirely.
+        yf = tf.cast(y, tf.float32).numpy()
+        np.testing.assert_allclose(yf[..., :3].std(axis=(1, 2)), 1.0, atol=0.05)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+@pytest.mark.parametrize("spectral_norm", [False, True])
+def test_conv_block_explicit_padding_equals_zero_pad_then_valid_conv(spectral_norm):
+    block = ConvBlock(6, 4, 2, padding=1, spectral_norm=spectral_norm, use_bias=True)
+    x = tf.constant(_x(2, 11, 9, 3))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = block(x, training=False)
+        loss = tf.reduce_sum(y * y)
+    gx = tape.gradient(loss, x)
+    kernel = block.conv.normalized_kernel() if spectral_norm else block.conv_layer.kernel
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        ref = tf.nn.conv2d(tf.pad(xt, [[0, 0], [1, 1], [1, 1], [0, 0]]), kernel, 2, "VALID") + block.conv_layer.bias
+        loss_ref = tf.reduce_sum(ref * ref)
+    gref = tape.gradient(loss_ref, xt)
+    assert y.shape == ref.shape == (2, 5, 4, 6)
+    np.testing.assert_allclose(y.numpy(), ref.numpy(), atol=1e-5)
+    np.testing.assert_allclose(gx.numpy(), gref.numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "layer, shape",
+    [
+        # kernel smallest -> W / sigma; input smallest -> x / sigma; output smallest -> y / sigma
+        (lambda: keras.layers.Conv2D(3, 3), (2, 16, 16, 2)),
+        (lambda: keras.layers.Conv2D(64, 4, strides=2, padding="same"), (1, 2, 2, 64)),
+        (lambda: keras.layers.Conv2D(8, 4, strides=2, padding="same"), (1, 8, 8, 64)),
+        (lambda: keras.layers.Conv2DTranspose(64, 4, strides=2, padding="same"), (1, 2, 2, 64)),
+    ],
+)
+def test_spectral_norm_output_and_gradients_do_not_depend_on_where_sigma_is_applied(layer, shape):
+    """conv(x, W/sigma) however it is evaluated: against a plain conv with W / sigma."""
+    sn = SpectralNorm(layer())
+    x = tf.constant(_x(*shape))
+    sn.build(x.shape)
+    sn(x, training=True)
+    with tf.GradientTape() as tape:
+        y = sn(x, training=False)
+        loss = tf.reduce_sum(tf.sin(y))
+    g = tape.gradient(loss, sn.layer.kernel)
+    w = tf.Variable(sn.layer.kernel.numpy())
+    u, v = tf.constant(sn.vector_u.numpy()), tf.constant(sn.vector_v.numpy())
+    inner = sn.layer
+    with tf.GradientTape() as tape:
+        sigma = tf.matmul(tf.matmul(v, tf.reshape(w, [-1, w.shape[-1]])), u, transpose_b=True)
+        wn = w / sigma
+        if isinstance(inner, keras.layers.Conv2DTranspose):
+            out_shape = [shape[0], shape[1] * 2, shape[2] * 2, w.shape[2]]
+            ref = tf.nn.conv2d_transpose(x, wn, out_shape, 2, "SAME")
+        else:
+            ref = tf.nn.conv2d(x, wn, inner.strides[0], inner.padding.upper())
+        ref = ref + inner.bias
+        loss_ref = tf.reduce_sum(tf.sin(ref))
+    np.testing.assert_allclose(y.numpy(), ref.numpy(), atol=1e-5)
+    np.testing.assert_allclose(g.numpy(), tape.gradient(loss_ref, w).numpy(), rtol=1e-3, atol=1e-5)

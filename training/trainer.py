@@ -22,6 +22,7 @@ import tensorflow as tf
 from colourise_tf import colour, inference, losses
 from colourise_tf.config import ExperimentConfig
 from colourise_tf.models import build_models
+from training.optim import FusedAdam
 
 
 def _as_list(x) -> list:
@@ -88,7 +89,7 @@ class GANTrainer:
     # ------------------------------------------------------------------ setup
     def _optimizer(self, lr: float) -> keras.optimizers.Optimizer:
         oc = self.cfg.optim
-        opt = keras.optimizers.Adam(learning_rate=lr, beta_1=oc.beta1, beta_2=oc.beta2)
+        opt = FusedAdam(learning_rate=lr, beta_1=oc.beta1, beta_2=oc.beta2)
         if self.precision == "mixed_float16":
             opt = keras.optimizers.LossScaleOptimizer(opt)
         return opt
