@@ -246,22 +246,10 @@ class SpectralNorm(keras.layers.SpectralNormalization):
             k = ops.cast(ops.reshape(w, self.kernel_shape), dtype)
         if where == "input":
             x = x * ops.cast(inv_sigma, dtype)
-        if isinstance(layer, keras.layers.Conv2DTranspose):
-            y = ops.conv_transpose(
-                x,
-                k,
-                strides=list(layer.strides),
-                padding=layer.padding,
-                output_padding=layer.output_padding,
-                dilation_rate=layer.dilation_rate,
-                data_format=layer.data_format,
-            )
-        elif isinstance(layer, keras.layers.Dense):
+        if isinstance(layer, keras.layers.Dense):
             y = ops.matmul(x, k)
-        elif explicit_padding is not None:
-            y = _explicit_pad_conv(layer, x, k, explicit_padding)
         else:
-            y = layer.convolution_op(x, k)
+            y = conv_forward(layer, x, k, explicit_padding)
         if where == "output":
             y = y * ops.cast(inv_sigma, dtype)
         if layer.use_bias:
@@ -290,8 +278,137 @@ def _same_equals_symmetric_pad(n: int | None, k: int, s: int, pad: int) -> bool:
     return total == 2 * pad and (n + 2 * pad - k) // s + 1 == out
 
 
-def _explicit_pad_conv(layer: keras.layers.Conv2D, x, kernel, pad: int):
-    """A ``Conv2D`` on the input zero-padded by ``pad`` pixels per side.
+def patch_filter_gradient_wanted(rows: int, kernel_elements: int, dtype) -> bool:
+    """Whether :func:`conv_forward` computes a kernel gradient as patches^T @ grad.
+
+    oneDNN's filter-gradient kernels are slow for layers with few spatial positions
+    and many channels (the deep U-Net layers: 14-80 GFLOP/s against ~350 for the
+    same work as one GEMM, measured on the 2-core AVX512-BF16 CPU at batch 4;
+    ``benchmarks/conv_filter_grad.py``). ``rows`` is the GEMM's inner size: output
+    positions of a conv, input positions of a transposed conv (batch included).
+    """
+    if kernel_elements < _PATCH_GRAD_MIN_KERNEL:
+        return False
+    limit = _PATCH_GRAD_MAX_ROWS_HALF if dtype in (tf.bfloat16, tf.float16, "bfloat16", "float16") else _PATCH_GRAD_MAX_ROWS
+    return rows <= limit
+
+
+# Thresholds of :func:`patch_filter_gradient_wanted` (module-level so tests can force a path).
+_PATCH_GRAD_MIN_KERNEL = 1 << 20
+_PATCH_GRAD_MAX_ROWS = 256
+_PATCH_GRAD_MAX_ROWS_HALF = 1024
+
+
+def _patches_matmul(src, other, kernel_shape, strides, padding):
+    """``sum_p patch(src)[p] (x) other[p]``: a conv's kernel gradient as one GEMM."""
+    kh, kw = kernel_shape[0], kernel_shape[1]
+    p = tf.image.extract_patches(src, [1, kh, kw, 1], [1, *strides, 1], [1, 1, 1, 1], padding)
+    p = tf.reshape(p, [-1, kh * kw * int(src.shape[-1])])
+    g = tf.matmul(p, tf.reshape(other, [-1, int(other.shape[-1])]), transpose_a=True)
+    return tf.reshape(g, kernel_shape)
+
+
+def _conv2d_patch_grad(x, kernel, strides, padding):
+    """``tf.nn.conv2d`` whose kernel gradient is :func:`_patches_matmul`."""
+
+    @tf.custom_gradient
+    def conv(x, kernel):
+        y = tf.nn.conv2d(x, kernel, [1, *strides, 1], padding)
+
+        def grad(dy):
+            dx = tf.raw_ops.Conv2DBackpropInput(
+                input_sizes=tf.shape(x), filter=kernel, out_backprop=dy, strides=[1, *strides, 1], padding=padding
+            )
+            return dx, _patches_matmul(x, dy, kernel.shape, strides, padding)
+
+        return y, grad
+
+    return conv(x, kernel)
+
+
+def _conv2d_transpose_patch_grad(x, kernel, output_shape, strides, padding):
+    """``tf.nn.conv2d_transpose`` whose kernel gradient is :func:`_patches_matmul`.
+
+    The transposed conv is the adjoint of the conv from ``output_shape`` to ``x``'s
+    shape with the same kernel, so its input gradient is that conv of the upstream
+    gradient and its kernel gradient pairs patches of the upstream gradient with ``x``.
+    """
+
+    @tf.custom_gradient
+    def conv_t(x, kernel):
+        y = tf.nn.conv2d_transpose(x, kernel, output_shape, [1, *strides, 1], padding)
+
+        def grad(dy):
+            dx = tf.nn.conv2d(dy, kernel, [1, *strides, 1], padding)
+            return dx, _patches_matmul(dy, x, kernel.shape, strides, padding)
+
+        return y, grad
+
+    return conv_t(x, kernel)
+
+
+def _plain(layer) -> bool:
+    return (
+        layer.data_format == "channels_last"
+        and tuple(layer.dilation_rate) == (1, 1)
+        and getattr(layer, "groups", 1) == 1
+        and getattr(layer, "output_padding", None) is None
+        and layer.padding in ("same", "valid")
+    )
+
+
+def conv_forward(layer, x, kernel, explicit_padding: int | None = None):
+    """``layer``'s convolution (no bias, no activation) of ``x`` with ``kernel``.
+
+    Args:
+        layer: a ``Conv2D`` or ``Conv2DTranspose`` (its strides, padding, ...).
+        x: input, already in the compute dtype.
+        kernel: kernel in the layer's layout and the compute dtype.
+        explicit_padding: zero pixels added per side before a "valid" ``Conv2D``
+            (the PatchGAN's ``padding=1``); see :func:`_explicit_pad`.
+
+    For static shapes where :func:`patch_filter_gradient_wanted` says so, the kernel
+    gradient is computed as one GEMM; values and gradients are the same either way.
+    """
+    strides = tuple(layer.strides)
+    static = all(d is not None for d in x.shape)
+    if isinstance(layer, keras.layers.Conv2DTranspose):
+        if not _plain(layer) or not static:
+            return ops.conv_transpose(
+                x, kernel, strides=list(strides), padding=layer.padding, output_padding=layer.output_padding,
+                dilation_rate=layer.dilation_rate, data_format=layer.data_format,
+            )
+        b, h, w, _ = (int(d) for d in x.shape)
+        kh, kw = layer.kernel_size
+        if layer.padding == "same":
+            oh, ow = h * strides[0], w * strides[1]
+        else:
+            oh, ow = (h - 1) * strides[0] + kh, (w - 1) * strides[1] + kw
+        out_shape = [b, oh, ow, int(kernel.shape[2])]
+        padding = layer.padding.upper()
+        if patch_filter_gradient_wanted(b * h * w, int(math.prod(kernel.shape)), x.dtype):
+            return _conv2d_transpose_patch_grad(x, kernel, out_shape, strides, padding)
+        return tf.nn.conv2d_transpose(x, kernel, out_shape, [1, *strides, 1], padding)
+    if explicit_padding is not None:
+        x, padding = _explicit_pad(layer, x, explicit_padding)
+    elif _plain(layer):
+        padding = layer.padding.upper()
+    else:
+        return layer.convolution_op(x, kernel)
+    if static:
+        b, h, w, _ = (int(d) for d in x.shape)
+        kh, kw = layer.kernel_size
+        if padding == "SAME":
+            oh, ow = -(-h // strides[0]), -(-w // strides[1])
+        else:
+            oh, ow = (h - kh) // strides[0] + 1, (w - kw) // strides[1] + 1
+        if patch_filter_gradient_wanted(b * oh * ow, int(math.prod(kernel.shape)), x.dtype):
+            return _conv2d_patch_grad(x, kernel, strides, padding)
+    return tf.nn.conv2d(x, kernel, [1, *strides, 1], padding)
+
+
+def _explicit_pad(layer: keras.layers.Conv2D, x, pad: int):
+    """``(input, padding)`` for a conv on ``x`` zero-padded by ``pad`` per side.
 
     When "SAME" padding pads exactly ``pad`` per side (e.g. a 4x4 stride-2 conv with
     ``pad = 1`` on an even size, as in every stride-2 PatchGAN layer) the padding is
@@ -303,10 +420,9 @@ def _explicit_pad_conv(layer: keras.layers.Conv2D, x, kernel, pad: int):
     if layer.data_format != "channels_last" or tuple(layer.dilation_rate) != (1, 1) or layer.groups != 1:
         raise ValueError("explicit padding supports channels_last, undilated, ungrouped Conv2D only")
     (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
-    strides = [1, sh, sw, 1]
     if _same_equals_symmetric_pad(x.shape[1], kh, sh, pad) and _same_equals_symmetric_pad(x.shape[2], kw, sw, pad):
-        return tf.nn.conv2d(x, kernel, strides=strides, padding="SAME")
-    return tf.nn.conv2d(tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]]), kernel, strides=strides, padding="VALID")
+        return x, "SAME"
+    return tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]]), "VALID"
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -758,7 +874,7 @@ class ConvBlock(keras.layers.Layer):
             self.act.build(shape)
 
     def _explicit_padding(self) -> int | None:
-        """Zero padding handed to the convolution itself (see :func:`_explicit_pad_conv`)."""
+        """Zero padding handed to the convolution itself (see :func:`_explicit_pad`)."""
         if self.pad is None or self.pad_mode != "constant" or self.transpose:
             return None
         return self.padding
@@ -773,11 +889,18 @@ class ConvBlock(keras.layers.Layer):
         elif explicit is not None:
             conv = self.conv
             dtype = conv.compute_dtype
-            x = _explicit_pad_conv(conv, ops.cast(x, dtype), ops.cast(conv.kernel, dtype), explicit)
+            x = conv_forward(conv, ops.cast(x, dtype), ops.cast(conv.kernel, dtype), explicit)
             if conv.use_bias:
                 x = x + ops.cast(conv.bias, dtype)
         else:
-            x = self.conv(x)
+            # The plain layer, through conv_forward for the same fast paths as above.
+            conv = self.conv
+            if not conv.built:
+                conv.build(x.shape)
+            dtype = conv.compute_dtype
+            x = conv_forward(conv, ops.cast(x, dtype), ops.cast(conv.kernel, dtype))
+            if conv.use_bias:
+                x = x + ops.cast(conv.bias, dtype)
         if self.norm_layer is not None:
             x = self.norm_layer(x, training=training)
         if self.dropout_layer is not None:

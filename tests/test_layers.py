@@ -375,3 +375,45 @@ def test_spectral_norm_output_and_gradients_do_not_depend_on_where_sigma_is_appl
         loss_ref = tf.reduce_sum(tf.sin(ref))
     np.testing.assert_allclose(y.numpy(), ref.numpy(), atol=1e-5)
     np.testing.assert_allclose(g.numpy(), tape.gradient(loss_ref, w).numpy(), rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("padding", ["same", "valid", 1])
+def test_patch_filter_gradient_equals_native_gradient(monkeypatch, transpose, padding):
+    """The GEMM kernel gradient used for deep layers equals TensorFlow's own."""
+    from colourise_tf import layers as layers_mod
+
+    if transpose and padding == 1:
+        pytest.skip("explicit padding is for convolutions only")
+    rng = np.random.default_rng(5)
+    x = tf.constant(rng.normal(size=(2, 6, 6, 5)).astype(np.float32))
+    block = ConvBlock(7, 4, 2, transpose=transpose, padding=padding, use_bias=True)
+    block.build(x.shape)
+    results = []
+    for min_kernel in (10**9, 1):  # native path, then the patches path
+        monkeypatch.setattr(layers_mod, "_PATCH_GRAD_MIN_KERNEL", min_kernel)
+        monkeypatch.setattr(layers_mod, "_PATCH_GRAD_MAX_ROWS", 10**9)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = block(x)
+            loss = tf.reduce_sum(tf.sin(y) + y * y)
+        gx, gk = tape.gradient(loss, [x, block.conv_layer.kernel])
+        results.append((y.numpy(), gx.numpy(), gk.numpy()))
+    (y0, gx0, gk0), (y1, gx1, gk1) = results
+    np.testing.assert_allclose(y1, y0, atol=1e-6)
+    np.testing.assert_allclose(gx1, gx0, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gk1, gk0, rtol=1e-5, atol=1e-5)
+    assert np.abs(gk0).max() > 0.1
+
+
+def test_patch_filter_gradient_rule():
+    from colourise_tf.layers import patch_filter_gradient_wanted
+
+    # Deep U-Net layers at batch 4: few positions, big kernels.
+    assert patch_filter_gradient_wanted(4 * 2 * 2, 4 * 4 * 512 * 512, tf.float32)
+    assert patch_filter_gradient_wanted(4 * 8 * 8, 4 * 4 * 1024 * 512, tf.float32)
+    assert not patch_filter_gradient_wanted(4 * 16 * 16, 4 * 4 * 1024 * 256, tf.float32)
+    assert patch_filter_gradient_wanted(4 * 16 * 16, 4 * 4 * 1024 * 256, tf.bfloat16)
+    # Shallow layers: many positions or small kernels stay on the native kernel.
+    assert not patch_filter_gradient_wanted(4 * 64 * 64, 4 * 4 * 64 * 128, tf.bfloat16)
+    assert not patch_filter_gradient_wanted(16, 4 * 4 * 64 * 128, tf.float32)
