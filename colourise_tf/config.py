@@ -249,7 +249,7 @@ class TrainConfig:
     log_every: int = 50
     image_every: int = 500
     strategy: str = "default"
-    precision: str = "float32"
+    precision: str = "auto"  # training/runtime.resolve_precision: bf16 where the hardware has it
     seed: int = 0
     xla: bool = False  # jit-compile the train step
     deterministic_ops: bool = False  # tf.config.experimental.enable_op_determinism()

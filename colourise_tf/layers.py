@@ -284,7 +284,7 @@ def patch_filter_gradient_wanted(rows: int, kernel_elements: int, dtype) -> bool
     oneDNN's filter-gradient kernels are slow for layers with few spatial positions
     and many channels (the deep U-Net layers: 14-80 GFLOP/s against ~350 for the
     same work as one GEMM, measured on the 2-core AVX512-BF16 CPU at batch 4;
-    ``benchmarks/conv_filter_grad.py``). ``rows`` is the GEMM's inner size: output
+    ``benchmarks/layer_kernels.py``). ``rows`` is the GEMM's inner size: output
     positions of a conv, input positions of a transposed conv (batch included).
     """
     if kernel_elements < _PATCH_GRAD_MIN_KERNEL:

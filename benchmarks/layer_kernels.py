@@ -1,0 +1,136 @@
+"""Forward+backward time of the layer fast paths against the plain TF/Keras way.
+
+1. IBN (gorriz U-Net / PatchGAN shapes): ``IBNorm`` (one pass, hand-written
+   backward) against slicing the channels into Keras ``GroupNormalization`` and
+   ``BatchNormalization`` and concatenating (what IBN costs without it).
+2. Kernel gradients of the deep U-Net convs: oneDNN's ``Conv2DBackpropFilter``
+   against one GEMM over patches (``colourise_tf.layers._patches_matmul``), and
+   which one ``patch_filter_gradient_wanted`` picks.
+
+Medians of interleaved repeats, float32 and bfloat16, batch 4; prints a table and
+writes JSON.
+
+    python benchmarks/layer_kernels.py [--repeats 9] [--out benchmarks/results/layer_kernels.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from colourise_tf import layers as L
+
+REPO = Path(__file__).resolve().parents[1]
+BATCH = 4
+
+
+def _median_ms(fns: dict, repeats: int) -> dict:
+    for f in fns.values():
+        f()  # trace / warm up
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, f in fns.items():
+            t = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
+
+
+def _ibn_case(shape, dtype, repeats):
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if dtype == tf.bfloat16 else "float32")
+    rng = np.random.default_rng(0)
+    x = tf.cast(tf.constant(rng.normal(1.0, 2.0, shape).astype(np.float32)), dtype)
+    w = tf.cast(tf.constant(rng.normal(size=shape).astype(np.float32)), dtype)
+    ours = L.IBNorm()
+    ours.build(shape)
+    k = ours.n_instance
+    inn = keras.layers.GroupNormalization(groups=-1)
+    bn = keras.layers.BatchNormalization()
+    inn.build(shape[:-1] + (k,))
+    bn.build(shape[:-1] + (shape[-1] - k,))
+
+    def sliced(x):
+        return tf.concat([tf.cast(inn(x[..., :k]), x.dtype), tf.cast(bn(x[..., k:], training=True), x.dtype)], -1)
+
+    def step_fn(f, variables):
+        @tf.function
+        def step(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(tf.cast(f(x), tf.float32) * tf.cast(w, tf.float32))
+            return tape.gradient(loss, [x] + variables)
+
+        return lambda: [g.numpy() for g in step(x)]
+
+    res = _median_ms(
+        {
+            "keras_sliced": step_fn(sliced, [inn.gamma, inn.beta, bn.gamma, bn.beta]),
+            "ibnorm": step_fn(lambda x: ours(x, training=True), ours.trainable_variables),
+        },
+        repeats,
+    )
+    keras.mixed_precision.set_global_policy("float32")
+    return res
+
+
+def _filter_grad_case(kind, n, cin, cout, dtype, repeats):
+    rng = np.random.default_rng(0)
+    if kind == "conv":  # 4x4 stride-2 "same" conv: x [B, n, n, cin] -> [B, n/2, n/2, cout]
+        src = tf.cast(rng.normal(size=(BATCH, n, n, cin)).astype(np.float32), dtype)
+        other = tf.cast(rng.normal(size=(BATCH, n // 2, n // 2, cout)).astype(np.float32), dtype)
+        kshape, rows = [4, 4, cin, cout], BATCH * (n // 2) ** 2
+    else:  # transposed: x [B, n, n, cin] -> [B, 2n, 2n, cout]; its kernel is [4, 4, cout, cin]
+        src = tf.cast(rng.normal(size=(BATCH, 2 * n, 2 * n, cout)).astype(np.float32), dtype)
+        other = tf.cast(rng.normal(size=(BATCH, n, n, cin)).astype(np.float32), dtype)
+        kshape, rows = [4, 4, cout, cin], BATCH * n * n
+    native = tf.function(
+        lambda: tf.raw_ops.Conv2DBackpropFilter(
+            input=src, filter_sizes=kshape, out_backprop=other, strides=[1, 2, 2, 1], padding="SAME"
+        )
+    )
+    gemm = tf.function(lambda: L._patches_matmul(src, other, kshape, (2, 2), "SAME"))
+    a, b = native().numpy().astype(np.float32), gemm().numpy().astype(np.float32)
+    rel = float(np.abs(a - b).max() / np.abs(a).max())
+    res = _median_ms({"native": lambda: native().numpy(), "patches_gemm": lambda: gemm().numpy()}, repeats)
+    res.update(rows=rows, kernel_elements=int(np.prod(kshape)), max_rel_diff=rel,
+               chosen="patches_gemm" if L.patch_filter_gradient_wanted(rows, int(np.prod(kshape)), dtype) else "native")
+    return res
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "layer_kernels.json"))
+    args = p.parse_args()
+    out = {"batch": BATCH, "ibn": [], "filter_gradient": []}
+    ibn_shapes = {"unet dec6 (128x128x64)": (BATCH, 128, 128, 64), "unet enc2 (64x64x128)": (BATCH, 64, 64, 128),
+                  "unet dec3 (16x16x512)": (BATCH, 16, 16, 512)}
+    for dtype in (tf.float32, tf.bfloat16):
+        for name, shape in ibn_shapes.items():
+            r = _ibn_case(shape, dtype, args.repeats)
+            out["ibn"].append({"layer": name, "dtype": dtype.name, **r})
+            print(f"IBN {name:24s} {dtype.name:8s} keras sliced {r['keras_sliced']:7.2f} ms   IBNorm {r['ibnorm']:7.2f} ms"
+                  f"   x{r['keras_sliced'] / r['ibnorm']:.2f}", flush=True)
+    convs = [("enc4", "conv", 32, 256, 512), ("enc5", "conv", 16, 512, 512), ("enc6", "conv", 8, 512, 512),
+             ("enc7", "conv", 4, 512, 512), ("dec1", "convT", 2, 512, 512), ("dec2", "convT", 4, 1024, 512),
+             ("dec3", "convT", 8, 1024, 512), ("dec4", "convT", 16, 1024, 256), ("dec5", "convT", 32, 512, 128)]
+    for dtype in (tf.float32, tf.bfloat16):
+        for name, kind, n, cin, cout in convs:
+            r = _filter_grad_case(kind, n, cin, cout, dtype, args.repeats)
+            out["filter_gradient"].append({"layer": name, "dtype": dtype.name, **r})
+            print(f"dW  {name:5s} rows {r['rows']:5d} {dtype.name:8s} oneDNN {r['native']:7.2f} ms   GEMM {r['patches_gemm']:7.2f} ms"
+                  f"   chosen: {r['chosen']:12s} (max rel diff {r['max_rel_diff']:.1e})", flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
