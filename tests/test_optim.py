@@ -40,7 +40,11 @@ def test_fused_adam_matches_keras_adam(mirrored):
         cpus = tf.config.list_logical_devices("CPU")
         if len(cpus) < 2:
             pytest.skip("needs two logical CPUs (tests/conftest.py)")
-        strategy = tf.distribute.MirroredStrategy([d.name for d in cpus[:2]])
+        # ReductionToOneDevice: a second collective-op MirroredStrategy in one process
+        # can collide with the training tests' collective instance keys (a TF quirk).
+        strategy = tf.distribute.MirroredStrategy(
+            [d.name for d in cpus[:2]], cross_device_ops=tf.distribute.ReductionToOneDevice()
+        )
     else:
         strategy = tf.distribute.get_strategy()
     w_ref, b_ref, ref = _train(keras.optimizers.Adam, strategy)

@@ -285,3 +285,20 @@ def test_multiworker_two_local_processes(tmp_path):
     assert summary["final_step"] == 2 and summary["replicas"] == 2
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("-2")
     assert not list(tmp_path.glob(".scratch_*")), "non-chief scratch directory left behind"
+
+
+def test_bfloat16_run_trains_and_leaves_the_global_policy_alone(tmp_path):
+    """A mixed_bfloat16 run: finite losses, float32 master weights in the checkpoint,
+    the concrete policy in summary.json, and the caller's dtype policy restored."""
+    import keras
+
+    from training.loop import run_training
+
+    keras.mixed_precision.set_global_policy("float32")
+    cfg = tiny("train.steps=2", "train.precision=mixed_bfloat16", "model.gen_norm=ibn", "model.disc_norm=ibn")
+    result = run_training(cfg, tmp_path, strategy="default", progress=False)
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert all(np.isfinite(v) for v in result.last_metrics.values())
+    assert json.loads((tmp_path / "summary.json").read_text())["precision"] == "mixed_bfloat16"
+    weights = _generator_weights(tmp_path)
+    assert weights and all(w.dtype == np.float32 for w in weights.values())

@@ -234,6 +234,30 @@ def run_training(
     Raises:
         NonFiniteLossError: a loss became NaN/Inf (no checkpoint is written for it).
     """
+    import keras
+
+    # The dtype policy is process-global: restore it, so that training in-process (a
+    # notebook, the tests) does not change how later models are built.
+    previous_policy = keras.mixed_precision.global_policy()
+    try:
+        return _run_training(
+            cfg, workdir, strategy=strategy, precision=precision, max_steps=max_steps,
+            progress=progress, feature_model=feature_model,
+        )
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _run_training(
+    cfg: ExperimentConfig,
+    workdir: str | os.PathLike,
+    *,
+    strategy=None,
+    precision=None,
+    max_steps=None,
+    progress=True,
+    feature_model=None,
+) -> RunResult:
     workdir = run_dir = Path(workdir)
     tc = cfg.train
     policy = set_precision(precision or tc.precision)
