@@ -2,7 +2,9 @@
 
 Every setting runs in its own subprocess (the dtype policy is global and XLA
 caches are per process), one after another, so figures are side by side on the
-same machine state. Prints a table and writes JSON.
+same machine state. The figure is the median step time after warm-up (step times
+on a shared 2-core VM vary by +-15%, so the minimum is reported too). Prints a
+table and writes JSON with the machine's CPU flags and the TF build.
 
     python benchmarks/train_step.py                       # batch 4 and 16, fp32/bf16, XLA off/on
     python benchmarks/train_step.py --batch 4 --steps 6 --no-xla
@@ -52,7 +54,13 @@ def _worker(preset: str, batch: int, precision: str, xla: bool, steps: int, warm
         float(m["loss/g_total"])  # sync
         times.append(time.perf_counter() - t)
     med = statistics.median(times)
+    from training.runtime import _onednn_enabled, cpu_bf16_fast
+
     return {
+        "min_step_s": min(times),
+        "onednn": _onednn_enabled(),
+        "cpu_native_bf16": cpu_bf16_fast(),
+        "tensorflow": tf.__version__,
         "preset": preset,
         "batch": batch,
         "precision": policy,
@@ -73,7 +81,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, nargs="+", default=[4, 16])
     p.add_argument("--precision", nargs="+", default=["float32", "mixed_bfloat16"])
     p.add_argument("--no-xla", action="store_true", help="skip the XLA settings")
-    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "train_step.json"))
@@ -104,11 +112,31 @@ def main() -> None:
         else:
             res = json.loads(line[0][7:])
         results.append(res)
-        shown = f"{res['images_per_s']:.2f} img/s (median step {res['median_step_s']:.2f}s)" if "images_per_s" in res else f"FAILED {res['error']}"
+        shown = (
+            f"{res['images_per_s']:.2f} img/s (median step {res['median_step_s']:.2f}s, min {res['min_step_s']:.2f}s)"
+            if "images_per_s" in res else f"FAILED {res['error']}"
+        )
         print(f"batch {b:3d}  {prec:15s} xla={'on ' if xla else 'off'}  {shown}", flush=True)
     ok = [r for r in results if "images_per_s" in r]
     best = max(ok, key=lambda r: r["images_per_s"]) if ok else None
-    out = {"preset": args.preset, "image_size": args.size, "results": results, "fastest": best and {k: best[k] for k in ("batch", "precision", "xla", "images_per_s")}}
+    ratios = {}
+    for r in ok:
+        base = [q for q in ok if q["batch"] == r["batch"] and not q["xla"] and q["precision"] == "float32"]
+        if base and r is not base[0]:
+            key = f"batch{r['batch']}_{r['precision']}_xla{'on' if r['xla'] else 'off'}_vs_float32"
+            ratios[key] = r["images_per_s"] / base[0]["images_per_s"]
+    for k, v in ratios.items():
+        print(f"{k}: x{v:.2f}")
+    cpu = ""
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    out = {
+        "preset": args.preset, "image_size": args.size, "cpu": cpu, "cpu_count": os.cpu_count(),
+        "results": results, "speedup_vs_float32": ratios,
+        "fastest": best and {k: best[k] for k in ("batch", "precision", "xla", "images_per_s")},
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
     if best:

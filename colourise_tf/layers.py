@@ -38,6 +38,13 @@ normalised (the first layer, output heads) stay so. Concretely, with the default
   both upsamplings IBN; the second downsampling and every residual block BN only.
 * DCGAN generator (levels 1, 2, 3, 3, 2, 1; S = 2): layers 1, 2, 5, 6 IBN; 3, 4 BN.
 
+The two halves keep their own sub-layers and variables (``instance_norm.gamma/beta``,
+``batch_norm.gamma/beta/moving_mean/moving_variance``), but are computed together by
+:func:`instance_batch_norm`: per-sample moments over H, W for every channel, batch
+moments derived from them exactly, one normalisation pass and a hand-written backward
+pass. Slicing the channels into two Keras layers and concatenating cost 2.3-3.6x more
+(``benchmarks/layer_kernels.py``), mostly in the slices' gradients.
+
 Spectral normalisation
 ----------------------
 :class:`SpectralNorm` subclasses ``keras.layers.SpectralNormalization`` (Miyato et al.
@@ -47,7 +54,7 @@ testing the stock layer on Keras 3.15:
 1. The stock layer *overwrites the wrapped kernel* with ``W / sigma`` on every training
    call, reading it through Keras autocasting; under ``mixed_bfloat16`` this rounds
    the float32 master weights to bfloat16 on every step. Here the kernel variable is
-   never written: ``W / sigma`` is computed (in float32) and used for that call only.
+   never written: ``W / sigma`` is used for that call only (sigma in float32).
 2. Because of that assignment the stock layer's gradient does not flow through
    ``sigma``; here it does (as in Miyato et al. and PyTorch), with ``u`` and ``v``
    held constant (stop-gradient).
@@ -57,7 +64,9 @@ testing the stock layer on Keras 3.15:
    deterministic - PyTorch's eval behaviour.
 
 Training calls (``training=True``) run ``power_iterations`` (default 1) power
-iterations and update ``vector_u`` / ``vector_v``. The weight matrix is the kernel
+iterations and update ``vector_u`` / ``vector_v``; the last half-iteration's ``v W``
+gives sigma as well. The division by sigma is applied to whichever of input, kernel and
+output is smallest (the conv is linear), not always to the kernel. The weight matrix is the kernel
 reshaped to ``[-1, kernel.shape[-1]]``: ``[k*k*c_in, c_out]`` for ``Conv2D``,
 ``[k*k*c_out, c_in]`` for ``Conv2DTranspose`` (whose Keras kernel is
 ``[k, k, c_out, c_in]``; the transposed conv is the adjoint of that conv, so it has the
