@@ -2,7 +2,8 @@
 
 1. IBN (gorriz U-Net / PatchGAN shapes): ``IBNorm`` (one pass, hand-written
    backward) against slicing the channels into Keras ``GroupNormalization`` and
-   ``BatchNormalization`` and concatenating (what IBN costs without it).
+   ``BatchNormalization`` and concatenating (what IBN costs without it); and
+   ``InstanceNormalization`` against ``keras.layers.GroupNormalization(groups=-1)``.
 2. Kernel gradients of the deep U-Net convs: oneDNN's ``Conv2DBackpropFilter``
    against one GEMM over patches (``colourise_tf.layers._patches_matmul``), and
    which one ``patch_filter_gradient_wanted`` picks.
@@ -69,10 +70,16 @@ def _ibn_case(shape, dtype, repeats):
 
         return lambda: [g.numpy() for g in step(x)]
 
+    gn = keras.layers.GroupNormalization(groups=-1)
+    inorm = L.InstanceNormalization()
+    gn.build(shape)
+    inorm.build(shape)
     res = _median_ms(
         {
             "keras_sliced": step_fn(sliced, [inn.gamma, inn.beta, bn.gamma, bn.beta]),
             "ibnorm": step_fn(lambda x: ours(x, training=True), ours.trainable_variables),
+            "keras_group_norm": step_fn(gn, gn.trainable_variables),
+            "instance_norm": step_fn(lambda x: inorm(x, training=True), inorm.trainable_variables),
         },
         repeats,
     )
@@ -117,7 +124,9 @@ def main() -> None:
             r = _ibn_case(shape, dtype, args.repeats)
             out["ibn"].append({"layer": name, "dtype": dtype.name, **r})
             print(f"IBN {name:24s} {dtype.name:8s} keras sliced {r['keras_sliced']:7.2f} ms   IBNorm {r['ibnorm']:7.2f} ms"
-                  f"   x{r['keras_sliced'] / r['ibnorm']:.2f}", flush=True)
+                  f"   x{r['keras_sliced'] / r['ibnorm']:.2f}   |   IN: keras GroupNorm {r['keras_group_norm']:7.2f} ms"
+                  f"   InstanceNormalization {r['instance_norm']:7.2f} ms   x{r['keras_group_norm'] / r['instance_norm']:.2f}",
+                  flush=True)
     convs = [("enc4", "conv", 32, 256, 512), ("enc5", "conv", 16, 512, 512), ("enc6", "conv", 8, 512, 512),
              ("enc7", "conv", 4, 512, 512), ("dec1", "convT", 2, 512, 512), ("dec2", "convT", 4, 1024, 512),
              ("dec3", "convT", 8, 1024, 512), ("dec4", "convT", 16, 1024, 256), ("dec5", "convT", 32, 512, 128)]

@@ -8,7 +8,8 @@ Normalisation choices (``norm=``)
 * ``"none"``: conv with bias, no normalisation.
 * ``"batch"``: bias-free conv + :class:`FusedBatchNormalization` (Keras BN on TF's fused kernel; momentum 0.9 and
   epsilon 1e-5, i.e. PyTorch's defaults, which pix2pix and IBN-Net use).
-* ``"instance"``: bias-free conv + ``keras.layers.GroupNormalization(groups=-1)``
+* ``"instance"``: bias-free conv + :class:`InstanceNormalization`, i.e.
+  ``keras.layers.GroupNormalization(groups=-1)`` on the IBN kernel
   (one group per channel = instance norm, affine), the Keras 3 replacement for
   ``tensorflow_addons.layers.InstanceNormalization``.
 * ``"ibn"``: bias-free conv + :class:`IBNorm` or plain batch norm, by depth (below).
@@ -42,7 +43,7 @@ The two halves keep their own sub-layers and variables (``instance_norm.gamma/be
 ``batch_norm.gamma/beta/moving_mean/moving_variance``), but are computed together by
 :func:`instance_batch_norm`: per-sample moments over H, W for every channel, batch
 moments derived from them exactly, one normalisation pass and a hand-written backward
-pass. Slicing the channels into two Keras layers and concatenating cost 2.3-3.6x more
+pass. Slicing the channels into two Keras layers and concatenating cost 2.2-3.5x more
 (``benchmarks/layer_kernels.py``), mostly in the slices' gradients.
 
 Spectral normalisation
@@ -85,6 +86,7 @@ from keras import ops
 __all__ = [
     "SpectralNorm",
     "IBNorm",
+    "InstanceNormalization",
     "ReflectionPadding2D",
     "MinSizeCheck",
     "ConvBlock",
@@ -589,6 +591,37 @@ def instance_batch_norm_inference(x, gamma, beta, n_instance, eps_instance, eps_
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
+class InstanceNormalization(keras.layers.GroupNormalization):
+    """Instance norm: ``keras.layers.GroupNormalization(groups=-1)`` computed by
+    :func:`instance_batch_norm` (one pass, hand-written backward, float32 statistics).
+
+    Same variables (``gamma``, ``beta``), config and results as the Keras layer, so
+    checkpoints interchange; only ``groups=-1`` on rank-4 channels-last inputs without a
+    mask takes the fast path, anything else is the Keras computation.
+    """
+
+    def __init__(self, groups: int = -1, **kwargs: Any) -> None:
+        super().__init__(groups=groups, **kwargs)
+
+    def call(self, inputs, mask=None, training=None):
+        channels = inputs.shape[-1]
+        fast = (
+            mask is None and self.groups in (-1, channels) and len(inputs.shape) == 4
+            and self.axis in (-1, 3) and self.scale and self.center and None not in inputs.shape[1:]
+        )
+        if not fast:
+            return super().call(inputs, mask=mask)
+        c = int(channels)
+        gamma, beta = tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32)
+        if training:
+            y, _, _ = instance_batch_norm(inputs, gamma, beta, c, self.epsilon, self.epsilon)
+        else:  # plain ops (no custom gradient) for exported graphs
+            none = tf.zeros([0], tf.float32)
+            y = instance_batch_norm_inference(inputs, gamma, beta, c, self.epsilon, self.epsilon, none, none)
+        return tf.cast(y, self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
 class IBNorm(keras.layers.Layer):
     """Instance-Batch normalisation (IBN-Net "IBN-a") over the last axis.
 
@@ -751,7 +784,7 @@ def make_norm(
     if norm == "batch":
         return FusedBatchNormalization(momentum=momentum, epsilon=epsilon, gamma_initializer=gamma, name=name)
     if norm == "instance":
-        return keras.layers.GroupNormalization(groups=-1, epsilon=epsilon, gamma_initializer=gamma, name=name)
+        return InstanceNormalization(epsilon=epsilon, gamma_initializer=gamma, name=name)
     if norm == "ibn":
         return IBNorm(ratio=ibn_ratio, momentum=momentum, epsilon=epsilon, gamma_init=init, name=name)
     raise ValueError(f"norm={norm!r} is not one of {NORMS}")

@@ -416,3 +416,27 @@ def test_patch_filter_gradient_rule():
     # Shallow layers: many positions or small kernels stay on the native kernel.
     assert not patch_filter_gradient_wanted(4 * 64 * 64, 4 * 4 * 64 * 128, tf.bfloat16)
     assert not patch_filter_gradient_wanted(16, 4 * 4 * 64 * 128, tf.float32)
+
+
+def test_instance_normalization_equals_keras_group_normalization():
+    from colourise_tf.layers import InstanceNormalization
+
+    rng = np.random.default_rng(4)
+    x = tf.constant(rng.normal(3.0, 2.0, (3, 6, 5, 4)).astype(np.float32))
+    w = tf.constant(rng.normal(size=(3, 6, 5, 4)).astype(np.float32))
+    ours = InstanceNormalization(epsilon=1e-5, gamma_initializer="random_normal", beta_initializer="random_normal")
+    ref = keras.layers.GroupNormalization(groups=-1, epsilon=1e-5)
+    ours.build(x.shape)
+    ref.build(x.shape)
+    ref.set_weights(ours.get_weights())
+    assert [v.path.split("/")[-1] for v in ours.weights] == ["gamma", "beta"]
+    for training in (True, False):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            y, y_ref = ours(x, training=training), ref(x)
+            loss, loss_ref = tf.reduce_sum(tf.sin(y) * w), tf.reduce_sum(tf.sin(y_ref) * w)
+        np.testing.assert_allclose(y.numpy(), y_ref.numpy(), atol=1e-4)
+        for a, b in zip(tape.gradient(loss, [x, ours.gamma, ours.beta]), tape.gradient(loss_ref, [x, ref.gamma, ref.beta])):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-4)
+    clone = InstanceNormalization.from_config(ours.get_config())
+    assert isinstance(clone, keras.layers.GroupNormalization) and clone.groups in (-1, 4)
