@@ -226,9 +226,9 @@ class SpectralNorm(keras.layers.SpectralNormalization):
             v = ops.cast(ops.convert_to_tensor(self.vector_v), "float32")
             sigma = ops.reshape(ops.matmul(ops.matmul(v, w), ops.transpose(u)), ())
         inv_sigma = 1.0 / ops.maximum(sigma, 1e-12)
-        return self._apply(inputs, w, inv_sigma, explicit_padding)
+        return self._apply(inputs, w, inv_sigma, explicit_padding, rescale_smallest=bool(training))
 
-    def _apply(self, inputs, w, inv_sigma, explicit_padding: int | None = None):
+    def _apply(self, inputs, w, inv_sigma, explicit_padding: int | None = None, rescale_smallest: bool = True):
         """``layer(inputs)`` with kernel ``W / sigma``.
 
         The operation is linear, so ``conv(x, W / sigma) = conv(x / sigma, W) =
@@ -247,9 +247,9 @@ class SpectralNorm(keras.layers.SpectralNormalization):
         out_shape = self.compute_output_shape(in_shape)
         where = "kernel"
         n_in, n_out = _static_size(x.shape), _static_size(out_shape) if out_shape is not None else None
-        if n_in is not None and n_in < n_kernel and (n_out is None or n_in <= n_out):
+        if rescale_smallest and n_in is not None and n_in < n_kernel and (n_out is None or n_in <= n_out):
             where = "input"
-        elif n_out is not None and n_out < n_kernel:
+        elif rescale_smallest and n_out is not None and n_out < n_kernel:
             where = "output"
         if where == "kernel":
             k = ops.cast(ops.reshape(w * inv_sigma, self.kernel_shape), dtype)
