@@ -372,11 +372,14 @@ def export_tflite(
     paths: dict[str, Path] = {}
     try:
         for variant in variants:
+            child_ran = False
+            child_error = None
             if variant == "int8" and isolate_int8:
-                model = _convert_int8_in_subprocess(
+                model, child_error = _convert_int8_in_subprocess(
                     source, calibration_steps=calibration_steps, calibration_source=calibration_source,
                     integer_io=integer_io, log=log,
                 )
+                child_ran = True
             else:
                 model = convert_generator(
                     run.generator, run.cfg, variant, calibration_steps=calibration_steps,
@@ -384,7 +387,7 @@ def export_tflite(
                 )
             summary = _op_summary(model)
             if variant == "int8":
-                _check_int8(model, summary, log)
+                _check_int8(model, summary, log, ran_in_child=child_ran, child_error=child_error)
             path = out / f"{name}_{variant}.tflite"
             _atomic_write(path, model)
             paths[variant] = path
@@ -402,21 +405,35 @@ def export_tflite(
     return paths
 
 
-def _check_int8(model: bytes, summary: dict[str, Any], log: list[str]) -> None:
+def _invoke_once(model: bytes) -> None:
+    """Runs ``model`` once on zeros (raises RuntimeError/ValueError if it cannot)."""
+    interp = load_interpreter(model)
+    for d in interp.get_input_details():
+        interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+    interp.invoke()
+
+
+def _check_int8(
+    model: bytes, summary: dict[str, Any], log: list[str], *, ran_in_child: bool = False, child_error: str | None = None
+) -> None:
     """Fails if the int8 model does not run; warns about operators left in float.
 
     With ``TFLITE_BUILTINS_INT8`` the converter does not always refuse what it
     cannot quantise: it may keep an operator in float between DEQUANTIZE and
     QUANTIZE, silently (instance norm's NEG and SQUARE), or after printing
     ``error: scale out of expressed type range`` (extreme ranges), and in that
-    second case XNNPACK cannot even prepare the model.
+    second case XNNPACK cannot even prepare the model - or, now and then, aborts
+    the process trying. A model converted in the child process was therefore
+    already run there (``ran_in_child``; ``child_error`` is what running it raised)
+    and is not run again here.
     """
     converter_errors = [ln.strip() for ln in (log[-1] if log else "").splitlines() if "error:" in ln.lower()]
     try:
-        interp = load_interpreter(model)
-        for d in interp.get_input_details():
-            interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
-        interp.invoke()
+        if ran_in_child:
+            if child_error:
+                raise RuntimeError(child_error)
+        else:
+            _invoke_once(model)
     except (RuntimeError, ValueError) as e:
         raise TFLiteConversionError(
             f"int8: the converted model does not run ({e}); operators left in float: {summary['float_ops']}; "
@@ -445,8 +462,10 @@ def _convert_int8_in_subprocess(
     calibration_source: str,
     integer_io: bool,
     log: list[str],
-) -> bytes:
-    """Runs :func:`convert_generator` (``int8``) in a child Python process."""
+) -> tuple[bytes, str | None]:
+    """Runs :func:`convert_generator` (``int8``) in a child Python process, which
+    also runs the model once. Returns the model and the error running it raised
+    (``None`` if it ran); a crash of either step raises ``TFLiteConversionError``."""
     import subprocess
 
     root = str(Path(__file__).resolve().parents[1])
@@ -469,7 +488,8 @@ def _convert_int8_in_subprocess(
             raise TFLiteConversionError(
                 f"int8 conversion {how}; converter said: {errors[-10:] or proc.stderr.strip()[-2000:]}"
             )
-        return model_path.read_bytes()
+        error_path = model_path.with_name(model_path.name + ".error")
+        return model_path.read_bytes(), (error_path.read_text() if error_path.is_file() else None)
 
 
 def _child_convert_int8(source: str, model_path: str, steps: str, calibration_source: str, integer_io: str) -> None:
@@ -480,6 +500,10 @@ def _child_convert_int8(source: str, model_path: str, steps: str, calibration_so
         run.generator, run.cfg, "int8", calibration_steps=int(steps),
         calibration_source=calibration_source, integer_io=integer_io == "1",
     )
+    try:
+        _invoke_once(model)
+    except (RuntimeError, ValueError) as e:
+        Path(model_path + ".error").write_text(str(e))
     Path(model_path).write_bytes(model)
 
 
