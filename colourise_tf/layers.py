@@ -66,8 +66,8 @@ testing the stock layer on Keras 3.15:
 
 Training calls (``training=True``) run ``power_iterations`` (default 1) power
 iterations and update ``vector_u`` / ``vector_v``; the last half-iteration's ``v W``
-gives sigma as well. The division by sigma is applied to whichever of input, kernel and
-output is smallest (the conv is linear), not always to the kernel. The weight matrix is the kernel
+gives sigma as well. In training the division by sigma is applied to whichever of
+input, kernel and output is smallest (the conv is linear). The weight matrix is the kernel
 reshaped to ``[-1, kernel.shape[-1]]``: ``[k*k*c_in, c_out]`` for ``Conv2D``,
 ``[k*k*c_out, c_in]`` for ``Conv2DTranspose`` (whose Keras kernel is
 ``[k, k, c_out, c_in]``; the transposed conv is the adjoint of that conv, so it has the
@@ -246,7 +246,7 @@ class SpectralNorm(keras.layers.SpectralNormalization):
             in_shape = (in_shape[0], *[None if d is None else d + p2 for d in in_shape[1:3]], in_shape[3])
         out_shape = self.compute_output_shape(in_shape)
         where = "kernel"
-        n_in, n_out = _static_size(x.shape), _static_size(out_shape) if out_shape is not None else None
+        n_in, n_out = _static_size(x.shape), _static_size(out_shape)
         if rescale_smallest and n_in is not None and n_in < n_kernel and (n_out is None or n_in <= n_out):
             where = "input"
         elif rescale_smallest and n_out is not None and n_out < n_kernel:
@@ -428,7 +428,7 @@ def _explicit_pad(layer: keras.layers.Conv2D, x, pad: int):
     (TensorFlow's "EXPLICIT" padding would do it in general, but the oneDNN kernels
     do not take it: measured 1.2x slower in float32 and 40x in bfloat16.)
     """
-    if layer.data_format != "channels_last" or tuple(layer.dilation_rate) != (1, 1) or layer.groups != 1:
+    if not _plain(layer):
         raise ValueError("explicit padding supports channels_last, undilated, ungrouped Conv2D only")
     (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
     if _same_equals_symmetric_pad(x.shape[1], kh, sh, pad) and _same_equals_symmetric_pad(x.shape[2], kw, sw, pad):
@@ -679,9 +679,7 @@ class IBNorm(keras.layers.Layer):
         bn_eps = max(bn.epsilon, 1.001e-5)
         if training and bn.trainable:
             y, batch_mean, batch_var = instance_batch_norm(inputs, gamma, beta, k, inn.epsilon, bn_eps)
-            n = int(math.prod(inputs.shape[:-1])) if None not in inputs.shape[:-1] else None
-            if n is None:
-                n = tf.cast(tf.reduce_prod(tf.shape(inputs)[:-1]), tf.float32)
+            n = tf.cast(tf.size(inputs) // inputs.shape[-1], tf.float32)  # N * H * W
             unbiased = batch_var[k:] * (n / tf.maximum(n - 1.0, 1.0))
             m = bn.momentum
             bn.moving_mean.assign(tf.cast(bn.moving_mean, tf.float32) * m + batch_mean[k:] * (1.0 - m))
@@ -928,19 +926,13 @@ class ConvBlock(keras.layers.Layer):
             x = self.pad(x)
         if self.spectral_norm:
             x = self.conv(x, training=bool(training), explicit_padding=explicit)
-        elif explicit is not None:
-            conv = self.conv
-            dtype = conv.compute_dtype
-            x = conv_forward(conv, ops.cast(x, dtype), ops.cast(conv.kernel, dtype), explicit)
-            if conv.use_bias:
-                x = x + ops.cast(conv.bias, dtype)
         else:
-            # The plain layer, through conv_forward for the same fast paths as above.
+            # The plain layer's conv, through conv_forward for the same fast paths as SN.
             conv = self.conv
             if not conv.built:
                 conv.build(x.shape)
             dtype = conv.compute_dtype
-            x = conv_forward(conv, ops.cast(x, dtype), ops.cast(conv.kernel, dtype))
+            x = conv_forward(conv, ops.cast(x, dtype), ops.cast(conv.kernel, dtype), explicit)
             if conv.use_bias:
                 x = x + ops.cast(conv.bias, dtype)
         if self.norm_layer is not None:

@@ -372,14 +372,13 @@ def export_tflite(
     paths: dict[str, Path] = {}
     try:
         for variant in variants:
-            child_ran = False
+            in_child = variant == "int8" and isolate_int8
             child_error = None
-            if variant == "int8" and isolate_int8:
+            if in_child:
                 model, child_error = _convert_int8_in_subprocess(
                     source, calibration_steps=calibration_steps, calibration_source=calibration_source,
                     integer_io=integer_io, log=log,
                 )
-                child_ran = True
             else:
                 model = convert_generator(
                     run.generator, run.cfg, variant, calibration_steps=calibration_steps,
@@ -387,7 +386,7 @@ def export_tflite(
                 )
             summary = _op_summary(model)
             if variant == "int8":
-                _check_int8(model, summary, log, ran_in_child=child_ran, child_error=child_error)
+                _check_int8(model, summary, log, ran_in_child=in_child, child_error=child_error)
             path = out / f"{name}_{variant}.tflite"
             _atomic_write(path, model)
             paths[variant] = path

@@ -79,7 +79,7 @@ def _onednn_enabled() -> bool:
 def cpu_bf16_fast() -> bool:
     """True on an x86 CPU with native bfloat16 dot products (AVX512-BF16 or AMX-BF16)
     and TensorFlow's oneDNN kernels on: there ``mixed_bfloat16`` runs the GAN step
-    about 1.8x faster than float32 (``benchmarks/train_step.py``)."""
+    1.9-2x faster than float32 (``benchmarks/train_step.py``)."""
     flags = _cpu_flags()
     return bool(flags & {"avx512_bf16", "amx_bf16"}) and _onednn_enabled()
 

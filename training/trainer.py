@@ -22,7 +22,7 @@ import tensorflow as tf
 from colourise_tf import colour, inference, losses
 from colourise_tf.config import ExperimentConfig
 from colourise_tf.models import build_models
-from training.optim import FusedAdam
+from .optim import FusedAdam
 
 
 def _as_list(x) -> list:
