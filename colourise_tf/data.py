@@ -3,13 +3,14 @@
 Data flow (host side, one direction)::
 
     records                      cheap: file paths | TFDS encoded examples
-      -> [shuffle, seeded]       training, before decoding (paths / JPEG bytes are small)
+      -> [repeat, shuffle]       training: an endless seeded shuffle before decoding
+                                 (paths / JPEG bytes are small)
       -> decode (parallel)       uint8 RGB of any input mode; corrupt files skipped + reported
       -> drop greyscale          images that are already grey carry no colour to learn
       -> [gorriz-test selection] first 10 colour images per class, TFDS order
       -> [cache]                 decoded, un-augmented images
+      -> [repeat]                when not repeated above (caching, selection, eval)
       -> [shuffle, seeded]       only when caching / selecting (otherwise done above)
-      -> [repeat]                training: forever by default
       -> geometry (parallel)     train: random scale + crop + flip; eval: resize + centre crop
       -> [mask]                  synthetic partial-colour masks (seed 003)
       -> batch -> prefetch(AUTOTUNE)
@@ -55,6 +56,15 @@ Choices, and why:
   by ``(seed, running index of the example)``, and every shuffle is seeded, so two
   pipelines built with the same arguments give the same batches (with
   ``deterministic=True``); repeated epochs see fresh crops and a fresh order.
+  Training shuffles one endless stream (``repeat`` then ``shuffle``) rather than
+  reshuffling each epoch: tf.data restores per-epoch reshuffle seeds inconsistently
+  when a checkpoint is taken while prefetching has crossed an epoch boundary. A
+  training source with no usable image raises :class:`NoUsableImagesError` up front
+  instead of filtering an endless stream forever.
+* **Checkpointable iterators**: the Python steps (Pillow decoding, the grey-image
+  log, masks) are declared stateless, so ``tf.train.Checkpoint`` can save a
+  training iterator mid-epoch (shuffle buffers included) and a resumed run
+  continues at the same example instead of re-reading what it already saw.
 * **Masks** (seed 003, ``partial-mask`` preset) are drawn in numpy by :func:`make_mask`
   with a generator seeded from the example's stateless seed: one implementation for
   tests, tools and the pipeline.
@@ -81,6 +91,8 @@ __all__ = [
     "TRAIN_SCALE_JITTER",
     "GORRIZ_PER_CLASS",
     "ImageDecodeError",
+    "NoUsableImagesError",
+    "DatasetUnavailableError",
     "PipelineReport",
     "sample_image_paths",
     "load_samples",
@@ -192,6 +204,10 @@ def load_samples() -> list[tuple[str, np.ndarray]]:
 class DatasetUnavailableError(FileNotFoundError):
     """A TFDS dataset is neither prepared nor preparable here (e.g. ImageNet
     without its manually downloaded tarballs)."""
+
+
+class NoUsableImagesError(ValueError):
+    """A training source in which every image is unreadable or greyscale."""
 
 
 class ImageDecodeError(ValueError):
@@ -512,9 +528,14 @@ def _file_records(
     report: PipelineReport,
     min_side: int,
     early_shuffle: bool,
+    repeat: bool,
     seed: int,
 ) -> tf.data.Dataset:
-    """Paths -> decoded colour images, bad and grey files filtered out and reported."""
+    """Paths -> decoded colour images, bad and grey files filtered out and reported.
+
+    With ``repeat`` the paths repeat forever *before* the shuffle (see
+    :func:`_repeat_then_shuffle`); the caller must make sure one file is usable.
+    """
 
     def decode(path_bytes: bytes) -> tuple[np.ndarray, np.int8]:
         path = path_bytes.decode("utf-8", "surrogateescape")
@@ -529,14 +550,19 @@ def _file_records(
         return image, np.int8(_STATUS_OK)
 
     def tf_decode(path: tf.Tensor) -> dict[str, tf.Tensor]:
-        image, status = tf.numpy_function(decode, [path], [tf.uint8, tf.int8], stateful=True)
+        # stateful=False: the result depends on the path alone (the report is a log,
+        # not state), and tf.data refuses to checkpoint an iterator through a
+        # stateful PyFunc; this keeps training iterators checkpointable (exact resume).
+        image, status = tf.numpy_function(decode, [path], [tf.uint8, tf.int8], stateful=False)
         image.set_shape([None, None, 3])
         status.set_shape([])
         return {"image": image, "_status": status}
 
     ds = tf.data.Dataset.from_tensor_slices(list(paths))
     if early_shuffle:  # paths are cheap: shuffle all of them
-        ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        ds = _repeat_then_shuffle(ds, len(paths), seed, repeat)
+    elif repeat:
+        ds = ds.repeat()
     ds = ds.map(tf_decode, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.filter(lambda ex: tf.equal(ex["_status"], _STATUS_OK))
     return ds.map(lambda ex: {"image": ex["image"]})
@@ -606,9 +632,14 @@ def _tfds_records(
     segmentation_key: str | None,
     report: PipelineReport,
     early_shuffle: bool,
+    repeat: bool,
     shuffle_buffer: int,
 ) -> tuple[tf.data.Dataset, bool]:
-    """TFDS builder -> decoded colour images. Returns (dataset, selected_per_class)."""
+    """TFDS builder -> decoded colour images. Returns (dataset, selected_per_class).
+
+    With ``repeat`` the records repeat forever before the early shuffle (see
+    :func:`_repeat_then_shuffle`).
+    """
     import tensorflow_datasets as tfds
 
     try:
@@ -663,11 +694,19 @@ def _tfds_records(
     ds = builder.as_dataset(
         split=tfds_split,
         shuffle_files=training and not select,
-        read_config=tfds.ReadConfig(shuffle_seed=seed, add_tfds_id=name_key is None),
+        # The same file order every epoch: a reshuffle per epoch draws from a seed
+        # generator that tf.data does not restore consistently from a checkpoint.
+        read_config=tfds.ReadConfig(
+            shuffle_seed=seed,
+            shuffle_reshuffle_each_iteration=False,
+            add_tfds_id=name_key is None,
+        ),
         decoders=tfds.decode.PartialDecoding(wanted, decoders=decoders),
     )
     if early_shuffle:  # still encoded: a large buffer is cheap
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        ds = _repeat_then_shuffle(ds, shuffle_buffer, seed, repeat)
+    elif repeat:
+        ds = ds.repeat()
 
     image_feature = features["image"]
     seg_feature = features[segmentation_key] if segmentation_key else None
@@ -691,9 +730,10 @@ def _tfds_records(
             out["segmentation"] = seg
         grey = _is_greyscale_tf(image)
         name = ex[name_key] if name_key else ex["tfds_id"]
+        # stateful=False for the same reason as in _file_records: checkpointable iterators.
         recorded = tf.cond(
             grey,
-            lambda: tf.numpy_function(record_grey, [name], tf.bool, stateful=True),
+            lambda: tf.numpy_function(record_grey, [name], tf.bool, stateful=False),
             lambda: tf.constant(True),
         )
         out["_keep"] = tf.logical_and(tf.logical_not(grey), recorded)
@@ -815,6 +855,34 @@ def _make_geometry_fn(
 # --------------------------------------------------------------------------- public
 
 
+def _repeat_then_shuffle(
+    ds: tf.data.Dataset, buffer: int, seed: int, repeat: bool, repeated: bool = False
+) -> tf.data.Dataset:
+    """Seeded shuffle; with ``repeat`` (or an already ``repeated`` input) of an endless stream.
+
+    Shuffling an endless stream once, rather than reshuffling each epoch of a
+    ``shuffle().repeat()``, keeps all the shuffle's randomness in its own iterator
+    state: tf.data restores ``reshuffle_each_iteration`` seeds inconsistently when a
+    checkpoint is taken while prefetching has already crossed an epoch boundary, which
+    made resumed runs diverge from straight ones at the next epoch. Epoch boundaries
+    blur by at most one buffer, which training does not mind.
+    """
+    if repeat:
+        ds = ds.repeat()
+    endless = repeat or repeated
+    return ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=not endless)
+
+
+def _require_one_image(ds: tf.data.Dataset, source: str, report: PipelineReport) -> None:
+    """Raises :class:`NoUsableImagesError` naming ``source`` if no image survives."""
+    for _ in ds.take(1):
+        return
+    raise NoUsableImagesError(
+        f"no usable colour image in {source!r}: every image was unreadable or greyscale. "
+        + report.summary()
+    )
+
+
 def build_dataset(
     source: str = "samples",
     *,
@@ -886,40 +954,58 @@ def build_dataset(
     drop_remainder = training if drop_remainder is None else drop_remainder
     max_short = max(image_size, int(round(image_size * TRAIN_SCALE_JITTER)))
     early_shuffle = training and not cache
-
+    # Repeat the cheap records (before decoding) when nothing after them must see
+    # whole epochs; caching and the per-class selection need them, so they repeat late.
     if source == "samples" or _looks_like_files(source):
         paths = (
             list(sample_image_paths().values()) if source == "samples" else list_image_files(source)
         )
-        ds = _file_records(
-            paths,
-            report=report,
-            min_side=max_short if training else image_size,
-            early_shuffle=early_shuffle,
-            seed=seed,
-        )
+
+        def records(repeat_records: bool) -> tf.data.Dataset:
+            return _file_records(
+                paths,
+                report=report,
+                min_side=max_short if training else image_size,
+                early_shuffle=early_shuffle,
+                repeat=repeat_records,
+                seed=seed,
+            )
+
+        early_repeat = repeat and early_shuffle
         late_shuffle = training and cache
     else:
-        ds, selected = _tfds_records(
-            source,
-            split=split,
-            training=training,
-            seed=seed,
-            data_dir=data_dir,
-            manual_dir=manual_dir,
-            segmentation_key=segmentation_key,
-            report=report,
-            early_shuffle=early_shuffle and split != "gorriz-test",
-            shuffle_buffer=shuffle_buffer,
-        )
+        selected = split == "gorriz-test"
+        tfds_early_shuffle = early_shuffle and not selected
+        early_repeat = repeat and tfds_early_shuffle
+
+        def records(repeat_records: bool) -> tf.data.Dataset:
+            return _tfds_records(
+                source,
+                split=split,
+                training=training,
+                seed=seed,
+                data_dir=data_dir,
+                manual_dir=manual_dir,
+                segmentation_key=segmentation_key,
+                report=report,
+                early_shuffle=tfds_early_shuffle,
+                repeat=repeat_records,
+                shuffle_buffer=shuffle_buffer,
+            )[0]
+
         late_shuffle = training and (cache or selected)
 
+    if early_repeat:
+        # An endless stream of records filtered down to nothing would never yield:
+        # check first that one image survives decoding and the grey filter.
+        _require_one_image(records(False), source, report)
+    ds = records(early_repeat)
     if cache:
         ds = ds.cache()
-    if late_shuffle:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
+    if repeat and not early_repeat:
         ds = ds.repeat()
+    if late_shuffle:
+        ds = _repeat_then_shuffle(ds, shuffle_buffer, seed, repeat=False, repeated=repeat)
     ds = ds.enumerate()  # running index -> per-example stateless seeds
     ds = ds.map(
         _make_geometry_fn(image_size, training, masks, seed), num_parallel_calls=tf.data.AUTOTUNE

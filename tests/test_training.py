@@ -124,6 +124,9 @@ def test_resume_in_new_process_matches_straight_run(tmp_path):
     second = _run_cli(tmp_path / "resumed", "train.steps=4")
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resuming" in second.stderr
+    assert "input resumes from the iterator saved in the checkpoint" in second.stderr
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(tmp_path / "resumed" / "checkpoints")))
+    assert any(k.startswith("iterator/") for k in reader.get_variable_to_shape_map())
     a = _generator_weights(tmp_path / "straight")
     b = _generator_weights(tmp_path / "resumed")
     assert set(a) == set(b)
@@ -231,6 +234,19 @@ def test_cli_lists_presets_and_rejects_bad_override(tmp_path):
     assert main(["--list-presets"]) == 0
     assert main(["--preset", "tiny", "--workdir", str(tmp_path), "model.no_such_field=1"]) == 2
     assert main(["--preset", "no-such-preset", "--workdir", str(tmp_path)]) == 2
+
+
+
+def test_cli_training_on_unusable_images_exits_with_a_message(tmp_path, capsys):
+    from training.train import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "empty.jpg").write_bytes(b"")
+    code = main(["--preset", "tiny", "--dataset", str(photos), "--workdir", str(tmp_path / "run"), "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "no usable colour image" in err and "empty.jpg" in err and "Traceback" not in err
 
 
 @pytest.mark.large

@@ -136,6 +136,12 @@ def _iterator_is_checkpointable(dataset: tf.data.Dataset) -> bool:
         return False
 
 
+def _has_iterator(checkpoint: str) -> bool:
+    """Whether a checkpoint holds an input iterator (runs under tf.distribute do not)."""
+    names = tf.train.load_checkpoint(checkpoint).get_variable_to_shape_map()
+    return any(name.startswith("iterator/") for name in names)
+
+
 def _build_train_dataset(cfg: ExperimentConfig, report) -> tf.data.Dataset:
     d = cfg.data
     return data_lib.build_dataset(
@@ -292,15 +298,27 @@ def _run_training(
         start_step = int(trainer.step.numpy())
         log.info("resuming %s from step %d", latest, start_step)
 
-    iterator_saved = _iterator_is_checkpointable(dataset)
-    if not iterator_saved and start_step:
-        dataset = dataset.skip(start_step)  # deterministic pipeline: same position
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    # tf.distribute's own iterators (OneDevice, Mirrored, MultiWorker) are not
+    # Trackable (tensorflow#56372); they resume by skipping instead.
+    iterator_saved = isinstance(
+        iterator, tf.__internal__.tracking.Trackable
+    ) and _iterator_is_checkpointable(dataset)
+    restore_iterator = iterator_saved and latest is not None and _has_iterator(latest)
+    if start_step and not restore_iterator:
+        # Deterministic pipeline: skipping the batches already seen reaches the same position.
+        iterator = iter(strategy.experimental_distribute_dataset(dataset.skip(start_step)))
     if iterator_saved:
         ckpt_objects = dict(ckpt_objects, iterator=iterator)
     ckpt = tf.train.Checkpoint(**ckpt_objects)
-    if latest and iterator_saved:
+    if restore_iterator:
         ckpt.read(latest).expect_partial()
+    if start_step:
+        log.info(
+            "input resumes %s",
+            "from the iterator saved in the checkpoint" if restore_iterator
+            else f"by skipping the first {start_step} batches (same seeded order)",
+        )
     manager = tf.train.CheckpointManager(ckpt, workdir / "checkpoints", max_to_keep=tc.keep_checkpoints)
 
     writer = tf.summary.create_file_writer(str(workdir / "logs"))

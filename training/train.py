@@ -81,14 +81,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"colourise-train: {exc}", file=sys.stderr)
         return 2
     workdir = args.workdir or f"runs/{cfg.name}"
-    from .loop import NonFiniteLossError, run_training  # heavy imports after parsing
+    from colourise_tf import data as data_lib  # heavy imports after parsing
+
+    from .loop import NonFiniteLossError, run_training
 
     try:
         result = run_training(cfg, workdir, progress=not args.no_progress)
     except NonFiniteLossError as exc:
         print(f"colourise-train: {exc}", file=sys.stderr)
         return 3
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, data_lib.NoUsableImagesError) as exc:
         print(f"colourise-train: {exc}", file=sys.stderr)
         return 2
     print(
