@@ -961,12 +961,12 @@ def build_dataset(
             list(sample_image_paths().values()) if source == "samples" else list_image_files(source)
         )
 
-        def records(repeat_records: bool) -> tf.data.Dataset:
+        def records(repeat_records: bool, shuffle: bool = True) -> tf.data.Dataset:
             return _file_records(
                 paths,
                 report=report,
                 min_side=max_short if training else image_size,
-                early_shuffle=early_shuffle,
+                early_shuffle=early_shuffle and shuffle,
                 repeat=repeat_records,
                 seed=seed,
             )
@@ -978,7 +978,7 @@ def build_dataset(
         tfds_early_shuffle = early_shuffle and not selected
         early_repeat = repeat and tfds_early_shuffle
 
-        def records(repeat_records: bool) -> tf.data.Dataset:
+        def records(repeat_records: bool, shuffle: bool = True) -> tf.data.Dataset:
             return _tfds_records(
                 source,
                 split=split,
@@ -988,7 +988,7 @@ def build_dataset(
                 manual_dir=manual_dir,
                 segmentation_key=segmentation_key,
                 report=report,
-                early_shuffle=tfds_early_shuffle,
+                early_shuffle=tfds_early_shuffle and shuffle,
                 repeat=repeat_records,
                 shuffle_buffer=shuffle_buffer,
             )[0]
@@ -998,7 +998,7 @@ def build_dataset(
     if early_repeat:
         # An endless stream of records filtered down to nothing would never yield:
         # check first that one image survives decoding and the grey filter.
-        _require_one_image(records(False), source, report)
+        _require_one_image(records(False, shuffle=False), source, report)
     ds = records(early_repeat)
     if cache:
         ds = ds.cache()
