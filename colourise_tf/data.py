@@ -941,7 +941,15 @@ def build_dataset(
     Raises:
         FileNotFoundError: if a folder/glob matches no image file, or ``source`` is
             neither a path nor a TFDS dataset.
+        NoUsableImagesError: (a ``ValueError``) when training repeats a source in
+            which no image decodes to colour.
         ValueError: on bad arguments or a TFDS dataset without the needed features.
+
+    Note:
+        Decoding runs Python (Pillow) inside tf.data. Let an unfinished iterator go
+        (``del it``, or keep it local to a function) before the interpreter exits: one
+        still alive in a module global can hang the process at exit while TensorFlow
+        tears it down (tensorflow#21277).
     """
     if image_size < 1 or batch_size < 1:
         raise ValueError(
