@@ -534,7 +534,7 @@ def _file_records(
     """Paths -> decoded colour images, bad and grey files filtered out and reported.
 
     With ``repeat`` the paths repeat forever *before* the shuffle (see
-    :func:`_repeat_then_shuffle`); the caller must make sure one file is usable.
+    :func:`_seeded_shuffle`); the caller must make sure one file is usable.
     """
 
     def decode(path_bytes: bytes) -> tuple[np.ndarray, np.int8]:
@@ -559,10 +559,10 @@ def _file_records(
         return {"image": image, "_status": status}
 
     ds = tf.data.Dataset.from_tensor_slices(list(paths))
-    if early_shuffle:  # paths are cheap: shuffle all of them
-        ds = _repeat_then_shuffle(ds, len(paths), seed, repeat)
-    elif repeat:
+    if repeat:
         ds = ds.repeat()
+    if early_shuffle:  # paths are cheap: shuffle all of them
+        ds = _seeded_shuffle(ds, len(paths), seed, endless=repeat)
     ds = ds.map(tf_decode, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.filter(lambda ex: tf.equal(ex["_status"], _STATUS_OK))
     return ds.map(lambda ex: {"image": ex["image"]})
@@ -638,7 +638,7 @@ def _tfds_records(
     """TFDS builder -> decoded colour images. Returns (dataset, selected_per_class).
 
     With ``repeat`` the records repeat forever before the early shuffle (see
-    :func:`_repeat_then_shuffle`).
+    :func:`_seeded_shuffle`).
     """
     import tensorflow_datasets as tfds
 
@@ -703,10 +703,10 @@ def _tfds_records(
         ),
         decoders=tfds.decode.PartialDecoding(wanted, decoders=decoders),
     )
-    if early_shuffle:  # still encoded: a large buffer is cheap
-        ds = _repeat_then_shuffle(ds, shuffle_buffer, seed, repeat)
-    elif repeat:
+    if repeat:
         ds = ds.repeat()
+    if early_shuffle:  # still encoded: a large buffer is cheap
+        ds = _seeded_shuffle(ds, shuffle_buffer, seed, endless=repeat)
 
     image_feature = features["image"]
     seg_feature = features[segmentation_key] if segmentation_key else None
@@ -855,21 +855,16 @@ def _make_geometry_fn(
 # --------------------------------------------------------------------------- public
 
 
-def _repeat_then_shuffle(
-    ds: tf.data.Dataset, buffer: int, seed: int, repeat: bool, repeated: bool = False
-) -> tf.data.Dataset:
-    """Seeded shuffle; with ``repeat`` (or an already ``repeated`` input) of an endless stream.
+def _seeded_shuffle(ds: tf.data.Dataset, buffer: int, seed: int, *, endless: bool) -> tf.data.Dataset:
+    """Seeded shuffle; ``endless`` when ``ds`` already repeats forever.
 
-    Shuffling an endless stream once, rather than reshuffling each epoch of a
-    ``shuffle().repeat()``, keeps all the shuffle's randomness in its own iterator
-    state: tf.data restores ``reshuffle_each_iteration`` seeds inconsistently when a
-    checkpoint is taken while prefetching has already crossed an epoch boundary, which
-    made resumed runs diverge from straight ones at the next epoch. Epoch boundaries
-    blur by at most one buffer, which training does not mind.
+    Training shuffles one endless stream (``repeat`` then ``shuffle``) rather than
+    reshuffling each epoch of a ``shuffle().repeat()``: all the shuffle's randomness
+    then lives in its own iterator state. tf.data restores per-epoch reshuffle seeds
+    inconsistently when a checkpoint is taken while prefetching has already crossed
+    an epoch boundary, which made resumed runs diverge from straight ones at the next
+    epoch. Epoch boundaries blur by at most one buffer, which training does not mind.
     """
-    if repeat:
-        ds = ds.repeat()
-    endless = repeat or repeated
     return ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=not endless)
 
 
@@ -1013,7 +1008,7 @@ def build_dataset(
     if repeat and not early_repeat:
         ds = ds.repeat()
     if late_shuffle:
-        ds = _repeat_then_shuffle(ds, shuffle_buffer, seed, repeat=False, repeated=repeat)
+        ds = _seeded_shuffle(ds, shuffle_buffer, seed, endless=repeat)
     ds = ds.enumerate()  # running index -> per-example stateless seeds
     ds = ds.map(
         _make_geometry_fn(image_size, training, masks, seed), num_parallel_calls=tf.data.AUTOTUNE
