@@ -634,8 +634,8 @@ def _tfds_records(
     early_shuffle: bool,
     repeat: bool,
     shuffle_buffer: int,
-) -> tuple[tf.data.Dataset, bool]:
-    """TFDS builder -> decoded colour images. Returns (dataset, selected_per_class).
+) -> tf.data.Dataset:
+    """TFDS builder -> decoded colour images (``gorriz-test``: the per-class selection).
 
     With ``repeat`` the records repeat forever before the early shuffle (see
     :func:`_seeded_shuffle`).
@@ -748,7 +748,7 @@ def _tfds_records(
         num_classes = int(features["label"].num_classes)
         ds = _select_first_per_class(ds, num_classes, GORRIZ_PER_CLASS)
         ds = ds.map(lambda ex: {k: v for k, v in ex.items() if k != "label"})
-    return ds, select
+    return ds
 
 
 # --------------------------------------------------------------------------- geometry
@@ -994,7 +994,7 @@ def build_dataset(
                 early_shuffle=tfds_early_shuffle and shuffle,
                 repeat=repeat_records,
                 shuffle_buffer=shuffle_buffer,
-            )[0]
+            )
 
         late_shuffle = training and (cache or selected)
 

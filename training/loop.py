@@ -298,16 +298,16 @@ def _run_training(
         start_step = int(trainer.step.numpy())
         log.info("resuming %s from step %d", latest, start_step)
 
-    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    # The default strategy hands the tf.data dataset back, whose iterator can be saved;
     # tf.distribute's own iterators (OneDevice, Mirrored, MultiWorker) are not
-    # Trackable (tensorflow#56372); they resume by skipping instead.
-    iterator_saved = isinstance(
-        iterator, tf.__internal__.tracking.Trackable
-    ) and _iterator_is_checkpointable(dataset)
+    # Trackable (tensorflow#56372) and resume by skipping instead.
+    plain = isinstance(strategy.experimental_distribute_dataset(dataset), tf.data.Dataset)
+    iterator_saved = plain and _iterator_is_checkpointable(dataset)
     restore_iterator = iterator_saved and latest is not None and _has_iterator(latest)
     if start_step and not restore_iterator:
         # Deterministic pipeline: skipping the batches already seen reaches the same position.
-        iterator = iter(strategy.experimental_distribute_dataset(dataset.skip(start_step)))
+        dataset = dataset.skip(start_step)
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
     if iterator_saved:
         ckpt_objects = dict(ckpt_objects, iterator=iterator)
     ckpt = tf.train.Checkpoint(**ckpt_objects)
