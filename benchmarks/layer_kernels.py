@@ -4,9 +4,11 @@
    backward) against slicing the channels into Keras ``GroupNormalization`` and
    ``BatchNormalization`` and concatenating (what IBN costs without it); and
    ``InstanceNormalization`` against ``keras.layers.GroupNormalization(groups=-1)``.
-2. Kernel gradients of the deep U-Net convs: oneDNN's ``Conv2DBackpropFilter``
-   against one GEMM over patches (``colourise_tf.layers._patches_matmul``), and
-   which one ``patch_filter_gradient_wanted`` picks.
+2. Kernel gradients of the U-Net and PatchGAN convs: oneDNN's
+   ``Conv2DBackpropFilter`` against one GEMM over patches
+   (``colourise_tf.layers._patches_matmul``) and against GEMMs over shifted views
+   (``_shifted_matmul``), and which one ``conv_forward`` picks
+   (``patch_filter_gradient_wanted``, then ``shifted_filter_gradient_wanted``).
 
 Medians of interleaved repeats, float32 and bfloat16, batch 4; prints a table and
 writes JSON.
@@ -87,27 +89,33 @@ def _ibn_case(shape, dtype, repeats):
     return res
 
 
-def _filter_grad_case(kind, n, cin, cout, dtype, repeats):
+def _filter_grad_case(kind, n, cin, cout, dtype, repeats, stride=2):
     rng = np.random.default_rng(0)
-    if kind == "conv":  # 4x4 stride-2 "same" conv: x [B, n, n, cin] -> [B, n/2, n/2, cout]
+    strides, padding = (stride, stride), "SAME" if stride == 2 else "VALID"
+    if kind == "conv":  # 4x4 conv: stride 2 "same" x [B, n, n, cin] -> [B, n/2, n/2, cout]; stride 1 "valid" -> n-3
+        on = n // 2 if stride == 2 else n - 3
         src = tf.cast(rng.normal(size=(BATCH, n, n, cin)).astype(np.float32), dtype)
-        other = tf.cast(rng.normal(size=(BATCH, n // 2, n // 2, cout)).astype(np.float32), dtype)
-        kshape, rows = [4, 4, cin, cout], BATCH * (n // 2) ** 2
+        other = tf.cast(rng.normal(size=(BATCH, on, on, cout)).astype(np.float32), dtype)
+        kshape, rows = [4, 4, cin, cout], BATCH * on * on
     else:  # transposed: x [B, n, n, cin] -> [B, 2n, 2n, cout]; its kernel is [4, 4, cout, cin]
         src = tf.cast(rng.normal(size=(BATCH, 2 * n, 2 * n, cout)).astype(np.float32), dtype)
         other = tf.cast(rng.normal(size=(BATCH, n, n, cin)).astype(np.float32), dtype)
         kshape, rows = [4, 4, cout, cin], BATCH * n * n
     native = tf.function(
         lambda: tf.raw_ops.Conv2DBackpropFilter(
-            input=src, filter_sizes=kshape, out_backprop=other, strides=[1, 2, 2, 1], padding="SAME"
+            input=src, filter_sizes=kshape, out_backprop=other, strides=[1, *strides, 1], padding=padding
         )
     )
-    gemm = tf.function(lambda: L._patches_matmul(src, other, kshape, (2, 2), "SAME"))
-    a, b = native().numpy().astype(np.float32), gemm().numpy().astype(np.float32)
-    rel = float(np.abs(a - b).max() / np.abs(a).max())
-    res = _median_ms({"native": lambda: native().numpy(), "patches_gemm": lambda: gemm().numpy()}, repeats)
-    res.update(rows=rows, kernel_elements=int(np.prod(kshape)), max_rel_diff=rel,
-               chosen="patches_gemm" if L.patch_filter_gradient_wanted(rows, int(np.prod(kshape)), dtype) else "native")
+    gemm = tf.function(lambda: L._patches_matmul(src, other, kshape, strides, padding))
+    shifted = tf.function(lambda: L._shifted_matmul(src, other, kshape, strides, padding))
+    a = native().numpy().astype(np.float32)
+    rel = {name: float(np.abs(a - f().numpy().astype(np.float32)).max() / np.abs(a).max())
+           for name, f in (("patches_gemm", gemm), ("shifted_gemm", shifted))}
+    res = _median_ms({"native": lambda: native().numpy(), "patches_gemm": lambda: gemm().numpy(),
+                      "shifted_gemm": lambda: shifted().numpy()}, repeats)
+    chosen = L._filter_grad_fn(rows, kshape, strides, dtype)
+    res.update(rows=rows, kernel_elements=int(np.prod(kshape)), stride=stride, max_rel_diff=rel,
+               chosen={None: "native", L._patches_matmul: "patches_gemm", L._shifted_matmul: "shifted_gemm"}[chosen])
     return res
 
 
@@ -127,15 +135,19 @@ def main() -> None:
                   f"   x{r['keras_sliced'] / r['ibnorm']:.2f}   |   IN: keras GroupNorm {r['keras_group_norm']:7.2f} ms"
                   f"   InstanceNormalization {r['instance_norm']:7.2f} ms   x{r['keras_group_norm'] / r['instance_norm']:.2f}",
                   flush=True)
-    convs = [("enc4", "conv", 32, 256, 512), ("enc5", "conv", 16, 512, 512), ("enc6", "conv", 8, 512, 512),
-             ("enc7", "conv", 4, 512, 512), ("dec1", "convT", 2, 512, 512), ("dec2", "convT", 4, 1024, 512),
-             ("dec3", "convT", 8, 1024, 512), ("dec4", "convT", 16, 1024, 256), ("dec5", "convT", 32, 512, 128)]
+    # (name, kind, input size, C_in, C_out, stride); U-Net names as in generators.py, PatchGAN at 256x256.
+    convs = [("enc2", "conv", 128, 64, 128, 2), ("enc3", "conv", 64, 128, 256, 2), ("enc4", "conv", 32, 256, 512, 2),
+             ("enc5", "conv", 16, 512, 512, 2), ("enc6", "conv", 8, 512, 512, 2), ("enc7", "conv", 4, 512, 512, 2),
+             ("dec2", "convT", 2, 1024, 512, 2), ("dec3", "convT", 4, 1024, 512, 2), ("dec4", "convT", 8, 1024, 512, 2),
+             ("dec5", "convT", 16, 1024, 256, 2), ("dec6", "convT", 32, 512, 128, 2), ("dec7", "convT", 64, 256, 64, 2),
+             ("D layer4 x1", "conv", 34, 256, 512, 1), ("D layer4 x2", "conv", 18, 256, 512, 1)]
     for dtype in (tf.float32, tf.bfloat16):
-        for name, kind, n, cin, cout in convs:
-            r = _filter_grad_case(kind, n, cin, cout, dtype, args.repeats)
+        for name, kind, n, cin, cout, stride in convs:
+            r = _filter_grad_case(kind, n, cin, cout, dtype, args.repeats, stride)
             out["filter_gradient"].append({"layer": name, "dtype": dtype.name, **r})
-            print(f"dW  {name:5s} rows {r['rows']:5d} {dtype.name:8s} oneDNN {r['native']:7.2f} ms   GEMM {r['patches_gemm']:7.2f} ms"
-                  f"   chosen: {r['chosen']:12s} (max rel diff {r['max_rel_diff']:.1e})", flush=True)
+            print(f"dW  {name:11s} rows {r['rows']:5d} {dtype.name:8s} oneDNN {r['native']:7.2f} ms   patches GEMM "
+                  f"{r['patches_gemm']:7.2f} ms   shifted GEMMs {r['shifted_gemm']:7.2f} ms   chosen: {r['chosen']:12s} "
+                  f"(max rel diff {max(r['max_rel_diff'].values()):.1e})", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
     print(f"wrote {args.out}")

@@ -253,10 +253,18 @@ class TrainConfig:
     seed: int = 0
     xla: bool = False  # jit-compile the train step
     deterministic_ops: bool = False  # tf.config.experimental.enable_op_determinism()
+    # TensorFlow's CPU thread pools (training/runtime.configure_threads): None = auto
+    # (on a CPU-only host, 2 ops at a time on half the cores each), 0 = TF's default.
+    intra_op_threads: int | None = None
+    inter_op_threads: int | None = None
 
     def __post_init__(self) -> None:
         _check(self.strategy, STRATEGIES, "train.strategy")
         _check(self.precision, PRECISIONS, "train.precision")
+        for name in ("intra_op_threads", "inter_op_threads"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"train.{name} must be >= 0 (0: TensorFlow's default) or none (auto), got {value}")
         for name in ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "image_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")

@@ -300,14 +300,41 @@ def patch_filter_gradient_wanted(rows: int, kernel_elements: int, dtype) -> bool
     """
     if kernel_elements < _PATCH_GRAD_MIN_KERNEL:
         return False
-    limit = _PATCH_GRAD_MAX_ROWS_HALF if dtype in (tf.bfloat16, tf.float16, "bfloat16", "float16") else _PATCH_GRAD_MAX_ROWS
+    limit = _PATCH_GRAD_MAX_ROWS_HALF if _is_half(dtype) else _PATCH_GRAD_MAX_ROWS
     return rows <= limit
 
 
-# Thresholds of :func:`patch_filter_gradient_wanted` (module-level so tests can force a path).
+def shifted_filter_gradient_wanted(kernel_shape, strides, dtype) -> bool:
+    """Whether :func:`conv_forward` computes a kernel gradient with :func:`_shifted_matmul`.
+
+    In bfloat16 on CPUs without AMX, oneDNN's filter-gradient kernel (``jit_bf16``)
+    runs at ~270 GFLOP/s where its forward and input-gradient kernels reach ~430;
+    the same sum as ``(k/s)^2`` GEMMs over shifted views of the input is 10-25%
+    faster once each GEMM is at least ``_SHIFTED_GRAD_MIN_WIDTH`` wide (the PatchGAN's
+    256->512 stride-1 and 128->256 layers, the U-Net's 128->256 / 256->512 layers;
+    ``benchmarks/layer_kernels.py``). In float32 oneDNN's own kernel is as fast or
+    faster, so float32 keeps it. Square kernels divisible by a square stride only.
+    """
+    if getattr(dtype, "name", dtype) not in _SHIFTED_GRAD_DTYPES:
+        return False
+    kh, kw, cin, cout = (int(d) for d in kernel_shape)
+    sh, sw = strides
+    if kh != kw or sh != sw or kh % sh:
+        return False
+    return (kh // sh) * sh * sh * cin >= _SHIFTED_GRAD_MIN_WIDTH and cout >= _SHIFTED_GRAD_MIN_OUT
+
+
+def _is_half(dtype) -> bool:
+    return getattr(dtype, "name", dtype) in ("bfloat16", "float16")
+
+
+# Thresholds of the two rules above (module-level so tests can force a path).
 _PATCH_GRAD_MIN_KERNEL = 1 << 20
 _PATCH_GRAD_MAX_ROWS = 256
 _PATCH_GRAD_MAX_ROWS_HALF = 1024
+_SHIFTED_GRAD_MIN_WIDTH = 1024
+_SHIFTED_GRAD_MIN_OUT = 64
+_SHIFTED_GRAD_DTYPES = ("bfloat16",)
 
 
 def _patches_matmul(src, other, kernel_shape, strides, padding):
@@ -319,8 +346,60 @@ def _patches_matmul(src, other, kernel_shape, strides, padding):
     return tf.reshape(g, kernel_shape)
 
 
-def _conv2d_patch_grad(x, kernel, strides, padding):
-    """``tf.nn.conv2d`` whose kernel gradient is :func:`_patches_matmul`."""
+def _shifted_matmul(src, other, kernel_shape, strides, padding):
+    """The same sum as :func:`_patches_matmul` without building the patches.
+
+    For a ``k x k`` kernel with stride ``s`` (``k % s == 0``) the padded input is
+    folded with ``space_to_depth(s)``; tap ``(s*a + p, s*b + q)`` of the kernel then
+    reads position ``(y + a, x + b)`` of the folded input at channel block ``(p, q)``.
+    With rows (height) outermost, the ``k/s`` width shifts are concatenated along
+    channels once, and each of the ``k/s`` height shifts is a contiguous slice:
+    ``k/s`` GEMMs of width ``(k/s) * s^2 * C_in``, each contracting over all output
+    positions. The result is reassembled into ``[k, k, C_in, C_out]``.
+    """
+    k, s = int(kernel_shape[0]), int(strides[0])
+    n, h, w, cin = (int(d) for d in src.shape)
+    _, oh, ow, cout = (int(d) for d in other.shape)
+    if padding == "SAME":
+        th, tw = max((oh - 1) * s + k - h, 0), max((ow - 1) * s + k - w, 0)
+        pads = [[0, 0], [th // 2, th - th // 2], [tw // 2, tw - tw // 2], [0, 0]]
+    else:
+        pads = [[0, 0], [0, 0], [0, 0], [0, 0]]
+    pads[1][1] += -(h + pads[1][0] + pads[1][1]) % s  # fold needs multiples of s
+    pads[2][1] += -(w + pads[2][0] + pads[2][1]) % s
+    if any(v for pair in pads for v in pair):
+        src = tf.pad(src, pads)
+    if s > 1:
+        src = tf.nn.space_to_depth(src, s)
+    ka = k // s
+    rows_first = tf.transpose(src, [1, 0, 2, 3])  # [H', N, W', s*s*C]
+    wide = tf.concat([rows_first[:, :, b : b + ow, :] for b in range(ka)], axis=-1)
+    grad = tf.reshape(tf.transpose(other, [1, 0, 2, 3]), [oh * n * ow, cout])
+    width = ka * s * s * cin
+    parts = [
+        tf.matmul(grad, tf.reshape(wide[a : a + oh], [oh * n * ow, width]), transpose_a=True)
+        for a in range(ka)
+    ]  # each [C_out, (b, p, q, C_in)]
+    g = tf.reshape(tf.stack(parts), [ka, cout, ka, s, s, cin])
+    return tf.reshape(tf.transpose(g, [0, 3, 2, 4, 5, 1]), [k, k, cin, cout])
+
+
+def _filter_grad_fn(rows: int, kernel_shape, strides, dtype):
+    """The kernel-gradient function :func:`conv_forward` uses, or ``None`` for TF's own.
+
+    One GEMM over patches for the few-position layers (up to ``_PATCH_GRAD_MAX_ROWS``
+    rows), else the shifted GEMMs where they are wanted, else patches where wanted.
+    """
+    patches = patch_filter_gradient_wanted(rows, int(math.prod(kernel_shape)), dtype)
+    if patches and rows <= _PATCH_GRAD_MAX_ROWS:
+        return _patches_matmul
+    if shifted_filter_gradient_wanted(kernel_shape, strides, dtype):
+        return _shifted_matmul
+    return _patches_matmul if patches else None
+
+
+def _conv2d_custom_grad(x, kernel, strides, padding, filter_grad):
+    """``tf.nn.conv2d`` whose kernel gradient is ``filter_grad(x, dy, ...)``."""
 
     @tf.custom_gradient
     def conv(x, kernel):
@@ -330,15 +409,15 @@ def _conv2d_patch_grad(x, kernel, strides, padding):
             dx = tf.raw_ops.Conv2DBackpropInput(
                 input_sizes=tf.shape(x), filter=kernel, out_backprop=dy, strides=[1, *strides, 1], padding=padding
             )
-            return dx, _patches_matmul(x, dy, kernel.shape, strides, padding)
+            return dx, filter_grad(x, dy, kernel.shape, strides, padding)
 
         return y, grad
 
     return conv(x, kernel)
 
 
-def _conv2d_transpose_patch_grad(x, kernel, output_shape, strides, padding):
-    """``tf.nn.conv2d_transpose`` whose kernel gradient is :func:`_patches_matmul`.
+def _conv2d_transpose_custom_grad(x, kernel, output_shape, strides, padding, filter_grad):
+    """``tf.nn.conv2d_transpose`` whose kernel gradient is ``filter_grad(dy, x, ...)``.
 
     The transposed conv is the adjoint of the conv from ``output_shape`` to ``x``'s
     shape with the same kernel, so its input gradient is that conv of the upstream
@@ -351,7 +430,7 @@ def _conv2d_transpose_patch_grad(x, kernel, output_shape, strides, padding):
 
         def grad(dy):
             dx = tf.nn.conv2d(dy, kernel, [1, *strides, 1], padding)
-            return dx, _patches_matmul(dy, x, kernel.shape, strides, padding)
+            return dx, filter_grad(dy, x, kernel.shape, strides, padding)
 
         return y, grad
 
@@ -378,8 +457,10 @@ def conv_forward(layer, x, kernel, explicit_padding: int | None = None):
         explicit_padding: zero pixels added per side before a "valid" ``Conv2D``
             (the PatchGAN's ``padding=1``); see :func:`_explicit_pad`.
 
-    For static shapes where :func:`patch_filter_gradient_wanted` says so, the kernel
-    gradient is computed as one GEMM; values and gradients are the same either way.
+    For static shapes where :func:`patch_filter_gradient_wanted` or
+    :func:`shifted_filter_gradient_wanted` says so, the kernel gradient is computed
+    with GEMMs instead of oneDNN's filter-gradient kernel; values and gradients are
+    the same either way (up to summation order).
     """
     strides = tuple(layer.strides)
     static = all(d is not None for d in x.shape)
@@ -397,8 +478,9 @@ def conv_forward(layer, x, kernel, explicit_padding: int | None = None):
             oh, ow = (h - 1) * strides[0] + kh, (w - 1) * strides[1] + kw
         out_shape = [b, oh, ow, int(kernel.shape[2])]
         padding = layer.padding.upper()
-        if patch_filter_gradient_wanted(b * h * w, int(math.prod(kernel.shape)), x.dtype):
-            return _conv2d_transpose_patch_grad(x, kernel, out_shape, strides, padding)
+        filter_grad = _filter_grad_fn(b * h * w, kernel.shape, strides, x.dtype)
+        if filter_grad is not None:
+            return _conv2d_transpose_custom_grad(x, kernel, out_shape, strides, padding, filter_grad)
         return tf.nn.conv2d_transpose(x, kernel, out_shape, [1, *strides, 1], padding)
     if explicit_padding is not None:
         x, padding = _explicit_pad(layer, x, explicit_padding)
@@ -413,8 +495,9 @@ def conv_forward(layer, x, kernel, explicit_padding: int | None = None):
             oh, ow = -(-h // strides[0]), -(-w // strides[1])
         else:
             oh, ow = (h - kh) // strides[0] + 1, (w - kw) // strides[1] + 1
-        if patch_filter_gradient_wanted(b * oh * ow, int(math.prod(kernel.shape)), x.dtype):
-            return _conv2d_patch_grad(x, kernel, strides, padding)
+        filter_grad = _filter_grad_fn(b * oh * ow, kernel.shape, strides, x.dtype)
+        if filter_grad is not None:
+            return _conv2d_custom_grad(x, kernel, strides, padding, filter_grad)
     return tf.nn.conv2d(x, kernel, [1, *strides, 1], padding)
 
 

@@ -407,6 +407,74 @@ def test_patch_filter_gradient_equals_native_gradient(monkeypatch, transpose, pa
     assert np.abs(gk0).max() > 0.1
 
 
+@pytest.mark.parametrize(
+    "n, h, w, cin, cout, k, s, padding",
+    [
+        (2, 9, 7, 3, 5, 4, 1, "VALID"),
+        (2, 8, 8, 3, 4, 4, 2, "SAME"),
+        (1, 7, 9, 2, 3, 4, 2, "SAME"),  # odd sizes: TF pads more at the end
+        (2, 9, 10, 3, 2, 4, 2, "VALID"),
+        (2, 6, 5, 4, 3, 3, 1, "SAME"),
+        (1, 12, 8, 2, 3, 4, 4, "SAME"),
+    ],
+)
+def test_shifted_filter_gradient_equals_conv2d_backprop_filter(n, h, w, cin, cout, k, s, padding):
+    """The shifted-GEMM kernel gradient is TF's Conv2DBackpropFilter, for any size."""
+    from colourise_tf.layers import _shifted_matmul
+
+    rng = np.random.default_rng(11)
+    x = tf.constant(rng.normal(size=(n, h, w, cin)).astype(np.float32))
+    y = tf.nn.conv2d(x, tf.zeros([k, k, cin, cout]), s, padding)
+    dy = tf.constant(rng.normal(size=y.shape).astype(np.float32))
+    ref = tf.raw_ops.Conv2DBackpropFilter(
+        input=x, filter_sizes=[k, k, cin, cout], out_backprop=dy, strides=[1, s, s, 1], padding=padding
+    )
+    got = _shifted_matmul(x, dy, [k, k, cin, cout], (s, s), padding)
+    assert got.shape == (k, k, cin, cout)
+    np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "transpose, padding", [(False, "same"), (False, "valid"), (False, 1), (True, "same"), (True, "valid")]
+)
+def test_shifted_filter_gradient_in_conv_block(monkeypatch, transpose, padding):
+    """A ConvBlock on the shifted-GEMM path has TF's values and gradients."""
+    from colourise_tf import layers as layers_mod
+
+    rng = np.random.default_rng(6)
+    x = tf.constant(rng.normal(size=(2, 8, 8, 5)).astype(np.float32))
+    block = ConvBlock(6, 4, 2, transpose=transpose, padding=padding, use_bias=True)
+    block.build(x.shape)
+    results = []
+    for shifted in (False, True):
+        monkeypatch.setattr(layers_mod, "shifted_filter_gradient_wanted", lambda *a, on=shifted: on)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = block(x)
+            loss = tf.reduce_sum(tf.sin(y) + y * y)
+        gx, gk = tape.gradient(loss, [x, block.conv_layer.kernel])
+        results.append((y.numpy(), gx.numpy(), gk.numpy()))
+    (y0, gx0, gk0), (y1, gx1, gk1) = results
+    np.testing.assert_allclose(y1, y0, atol=1e-6)
+    np.testing.assert_allclose(gx1, gx0, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gk1, gk0, rtol=1e-5, atol=1e-5)
+    assert np.abs(gk0).max() > 0.1
+
+
+def test_shifted_filter_gradient_rule():
+    from colourise_tf.layers import shifted_filter_gradient_wanted as wanted
+
+    # PatchGAN layer 4 (256->512, 4x4, stride 1) and layer 3 (128->256, stride 2) in bf16.
+    assert wanted([4, 4, 256, 512], (1, 1), tf.bfloat16)
+    assert wanted([4, 4, 128, 256], (2, 2), tf.bfloat16)
+    # float32 keeps oneDNN's kernel; so do thin layers, 1-channel outputs and odd kernels.
+    assert not wanted([4, 4, 256, 512], (1, 1), tf.float32)
+    assert not wanted([4, 4, 256, 512], (1, 1), tf.float16)
+    assert not wanted([4, 4, 64, 128], (2, 2), tf.bfloat16)
+    assert not wanted([4, 4, 512, 1], (1, 1), tf.bfloat16)
+    assert not wanted([3, 3, 512, 512], (2, 2), tf.bfloat16)
+
+
 def test_patch_filter_gradient_rule():
     from colourise_tf.layers import patch_filter_gradient_wanted
 

@@ -1,6 +1,11 @@
-"""FusedAdam against keras.optimizers.Adam; the precision rule of `auto`."""
+"""FusedAdam against keras.optimizers.Adam; the `auto` rules for precision and CPU threads."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -9,6 +14,8 @@ import tensorflow as tf
 
 from training import runtime
 from training.optim import FusedAdam
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _train(opt_cls, strategy, steps=6, **kw):
@@ -89,3 +96,46 @@ def test_cpu_flags_are_read_from_proc_cpuinfo():
         assert flags == set()
         return
     assert ("avx512_bf16" in flags) == (" avx512_bf16" in text)
+
+
+def test_auto_threads_rule(monkeypatch):
+    """CPU-only hosts run two ops at a time on half the cores each; devices keep TF's pools."""
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    for cores, want in [(1, (0, 0)), (2, (1, 2)), (3, (1, 2)), (16, (8, 2))]:
+        monkeypatch.setattr(runtime, "_cpu_count", lambda n=cores: n)
+        assert runtime.auto_threads() == want, cores
+    assert runtime.auto_threads("tpu") == (0, 0)
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"] if kind == "GPU" else [])
+    assert runtime.auto_threads() == (0, 0)
+
+
+def test_configure_threads_sets_the_pools_and_keeps_them_once_tf_runs():
+    """In a fresh process the pools take the requested sizes; after the first op they are
+    fixed, and an explicit request that cannot be honoured is reported, not raised."""
+    code = (
+        "import tensorflow as tf\n"
+        "from training import runtime\n"
+        "auto = runtime.auto_threads()\n"
+        "got = runtime.configure_threads(None, None)\n"
+        "print('AUTO', auto == got, got == (tf.config.threading.get_intra_op_parallelism_threads(),"
+        " tf.config.threading.get_inter_op_parallelism_threads()))\n"
+        "tf.constant(1.0) + 1.0\n"
+        "print('LATE', runtime.configure_threads(3, 5) == got)\n"
+    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "AUTO True True" in proc.stdout
+    assert "LATE True" in proc.stdout
+    assert "keeping" in proc.stderr and "asked for 3 / 5" in proc.stderr
+
+
+def test_thread_settings_are_validated():
+    from colourise_tf import config as config_lib
+
+    cfg = config_lib.apply_overrides(
+        config_lib.get_preset("tiny"), ["train.intra_op_threads=1", "train.inter_op_threads=0"]
+    )
+    assert (cfg.train.intra_op_threads, cfg.train.inter_op_threads) == (1, 0)
+    with pytest.raises(ValueError, match="intra_op_threads"):
+        config_lib.apply_overrides(cfg, ["train.intra_op_threads=-2"])

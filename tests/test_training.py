@@ -125,6 +125,7 @@ def test_resume_in_new_process_matches_straight_run(tmp_path):
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resuming" in second.stderr
     assert "input resumes from the iterator saved in the checkpoint" in second.stderr
+    assert "TensorFlow CPU threads:" in second.stderr
     reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(tmp_path / "resumed" / "checkpoints")))
     assert any(k.startswith("iterator/") for k in reader.get_variable_to_shape_map())
     a = _generator_weights(tmp_path / "straight")

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from colourise_tf import data as data_lib
 from colourise_tf.config import ExperimentConfig, save_config
 
-from .runtime import make_strategy, set_precision
+from .runtime import configure_threads, make_strategy, set_precision
 from .trainer import GANTrainer
 
 log = logging.getLogger("colourise_tf.training")
@@ -266,6 +266,9 @@ def _run_training(
 ) -> RunResult:
     workdir = run_dir = Path(workdir)
     tc = cfg.train
+    strategy_name = strategy if isinstance(strategy, str) else tc.strategy
+    threads = configure_threads(tc.intra_op_threads, tc.inter_op_threads, strategy_name)
+    log.info("TensorFlow CPU threads: %d intra-op, %d inter-op (0: TensorFlow's default)", *threads)
     policy = set_precision(precision or tc.precision)
     if not isinstance(strategy, tf.distribute.Strategy):
         strategy = make_strategy(strategy or tc.strategy)
