@@ -135,11 +135,12 @@ def main() -> None:
                   f"   x{r['keras_sliced'] / r['ibnorm']:.2f}   |   IN: keras GroupNorm {r['keras_group_norm']:7.2f} ms"
                   f"   InstanceNormalization {r['instance_norm']:7.2f} ms   x{r['keras_group_norm'] / r['instance_norm']:.2f}",
                   flush=True)
-    # (name, kind, input size, C_in, C_out, stride); U-Net names as in generators.py, PatchGAN at 256x256.
+    # (name, kind, input size, C_in, C_out, stride): the 256x256 gorriz U-Net's layers by their names in
+    # generators.py (7 levels; decoder inputs include the skip), and the PatchGAN's stride-1 layer at two scales.
     convs = [("enc2", "conv", 128, 64, 128, 2), ("enc3", "conv", 64, 128, 256, 2), ("enc4", "conv", 32, 256, 512, 2),
              ("enc5", "conv", 16, 512, 512, 2), ("enc6", "conv", 8, 512, 512, 2), ("enc7", "conv", 4, 512, 512, 2),
-             ("dec2", "convT", 2, 1024, 512, 2), ("dec3", "convT", 4, 1024, 512, 2), ("dec4", "convT", 8, 1024, 512, 2),
-             ("dec5", "convT", 16, 1024, 256, 2), ("dec6", "convT", 32, 512, 128, 2), ("dec7", "convT", 64, 256, 64, 2),
+             ("dec1", "convT", 2, 512, 512, 2), ("dec2", "convT", 4, 1024, 512, 2), ("dec3", "convT", 8, 1024, 512, 2),
+             ("dec4", "convT", 16, 1024, 256, 2), ("dec5", "convT", 32, 512, 128, 2), ("dec6", "convT", 64, 256, 64, 2),
              ("D layer4 x1", "conv", 34, 256, 512, 1), ("D layer4 x2", "conv", 18, 256, 512, 1)]
     for dtype in (tf.float32, tf.bfloat16):
         for name, kind, n, cin, cout, stride in convs:

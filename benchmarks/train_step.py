@@ -40,7 +40,7 @@ def _worker(
     from training.runtime import configure_threads, set_precision
     from training.trainer import GANTrainer
 
-    pools = configure_threads(None, None) if threads == "auto" else configure_threads(0, 0)
+    pools = configure_threads(None, None, xla=xla) if threads == "auto" else configure_threads(0, 0)
     policy = set_precision(precision)
     cfg = config_lib.apply_overrides(
         config_lib.get_preset(preset), [f"data.batch_size={batch}", f"model.image_size={size}"]

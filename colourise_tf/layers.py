@@ -309,11 +309,15 @@ def shifted_filter_gradient_wanted(kernel_shape, strides, dtype) -> bool:
 
     In bfloat16 on CPUs without AMX, oneDNN's filter-gradient kernel (``jit_bf16``)
     runs at ~270 GFLOP/s where its forward and input-gradient kernels reach ~430;
-    the same sum as ``(k/s)^2`` GEMMs over shifted views of the input is 10-25%
-    faster once each GEMM is at least ``_SHIFTED_GRAD_MIN_WIDTH`` wide (the PatchGAN's
-    256->512 stride-1 and 128->256 layers, the U-Net's 128->256 / 256->512 layers;
-    ``benchmarks/layer_kernels.py``). In float32 oneDNN's own kernel is as fast or
-    faster, so float32 keeps it. Square kernels divisible by a square stride only.
+    the same sum as ``k/s`` GEMMs over shifted views of the input is 10-25% faster
+    once each GEMM's result (``C_out`` x ``(k/s) * s^2 * C_in``) is large enough: the
+    PatchGAN's 256->512 (stride 1) and 128->256 layers, the U-Net's 128->256 and
+    256->512 layers and its 1024->256, 512->128 and 256->64 transposed convs, whose
+    kernel gradients are those of 256->1024, 128->512 and 64->256 convs
+    (``benchmarks/layer_kernels.py``; with one intra-op thread, as training uses on
+    a 2-core CPU, 64->256 gains 12% and 64->128 nothing, so the latter stays native). In float32 the same comparison came out mixed
+    from run to run (faster on some layers, slower on others), so float32 keeps
+    oneDNN's kernel. Square kernels divisible by a square stride only.
     """
     if getattr(dtype, "name", dtype) not in _SHIFTED_GRAD_DTYPES:
         return False
@@ -321,7 +325,8 @@ def shifted_filter_gradient_wanted(kernel_shape, strides, dtype) -> bool:
     sh, sw = strides
     if kh != kw or sh != sw or kh % sh:
         return False
-    return (kh // sh) * sh * sh * cin >= _SHIFTED_GRAD_MIN_WIDTH and cout >= _SHIFTED_GRAD_MIN_OUT
+    width = (kh // sh) * sh * sh * cin
+    return width >= _SHIFTED_GRAD_MIN_WIDTH and width * cout >= _SHIFTED_GRAD_MIN_OUTPUT
 
 
 def _is_half(dtype) -> bool:
@@ -332,8 +337,8 @@ def _is_half(dtype) -> bool:
 _PATCH_GRAD_MIN_KERNEL = 1 << 20
 _PATCH_GRAD_MAX_ROWS = 256
 _PATCH_GRAD_MAX_ROWS_HALF = 1024
-_SHIFTED_GRAD_MIN_WIDTH = 1024
-_SHIFTED_GRAD_MIN_OUT = 64
+_SHIFTED_GRAD_MIN_WIDTH = 512
+_SHIFTED_GRAD_MIN_OUTPUT = 1 << 17
 _SHIFTED_GRAD_DTYPES = ("bfloat16",)
 
 

@@ -467,6 +467,7 @@ def test_shifted_filter_gradient_rule():
     # PatchGAN layer 4 (256->512, 4x4, stride 1) and layer 3 (128->256, stride 2) in bf16.
     assert wanted([4, 4, 256, 512], (1, 1), tf.bfloat16)
     assert wanted([4, 4, 128, 256], (2, 2), tf.bfloat16)
+    assert wanted([4, 4, 64, 256], (2, 2), tf.bfloat16)  # the U-Net's last 256->64 transposed conv
     # float32 keeps oneDNN's kernel; so do thin layers, 1-channel outputs and odd kernels.
     assert not wanted([4, 4, 256, 512], (1, 1), tf.float32)
     assert not wanted([4, 4, 256, 512], (1, 1), tf.float16)

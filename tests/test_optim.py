@@ -105,6 +105,7 @@ def test_auto_threads_rule(monkeypatch):
         monkeypatch.setattr(runtime, "_cpu_count", lambda n=cores: n)
         assert runtime.auto_threads() == want, cores
     assert runtime.auto_threads("tpu") == (0, 0)
+    assert runtime.auto_threads(xla=True) == (0, 0)
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"] if kind == "GPU" else [])
     assert runtime.auto_threads() == (0, 0)
 

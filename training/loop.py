@@ -267,7 +267,7 @@ def _run_training(
     workdir = run_dir = Path(workdir)
     tc = cfg.train
     strategy_name = strategy if isinstance(strategy, str) else tc.strategy
-    threads = configure_threads(tc.intra_op_threads, tc.inter_op_threads, strategy_name)
+    threads = configure_threads(tc.intra_op_threads, tc.inter_op_threads, strategy_name, xla=tc.xla)
     log.info("TensorFlow CPU threads: %d intra-op, %d inter-op (0: TensorFlow's default)", *threads)
     policy = set_precision(precision or tc.precision)
     if not isinstance(strategy, tf.distribute.Strategy):

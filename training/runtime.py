@@ -122,7 +122,7 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def auto_threads(strategy: str = "default") -> tuple[int, int]:
+def auto_threads(strategy: str = "default", xla: bool = False) -> tuple[int, int]:
     """``(intra_op, inter_op)`` thread counts for ``configure_threads``'s auto setting.
 
     On a CPU-only host: two ops at a time (``inter_op = 2``), each on half the cores.
@@ -131,16 +131,18 @@ def auto_threads(strategy: str = "default") -> tuple[int, int]:
     on the 2-core machine the step runs ~10% faster with ``(1, 2)`` than with
     TensorFlow's default (both pools as wide as the machine) in float32 and bfloat16
     (``benchmarks/train_step.py``, the ``threads`` rows). With a GPU, or for a TPU,
-    TensorFlow's default ``(0, 0)`` is kept: there the host threads only feed devices.
+    TensorFlow's default ``(0, 0)`` is kept: there the host threads only feed devices;
+    so it is with ``xla`` (the jit-compiled step is one op that parallelises inside:
+    with one intra-op thread it ran 2x slower).
     """
-    if strategy == "tpu" or tf.config.list_physical_devices("GPU"):
+    if xla or strategy == "tpu" or tf.config.list_physical_devices("GPU"):
         return 0, 0
     n = _cpu_count()
     return (max(1, n // 2), 2) if n >= 2 else (0, 0)
 
 
 def configure_threads(
-    intra_op: int | None = None, inter_op: int | None = None, strategy: str = "default"
+    intra_op: int | None = None, inter_op: int | None = None, strategy: str = "default", xla: bool = False
 ) -> tuple[int, int]:
     """Sets TensorFlow's intra-op and inter-op thread pools; returns what is in effect.
 
@@ -149,7 +151,7 @@ def configure_threads(
     has already happened in this process (a notebook, the tests), the current pools
     are kept, with a warning when an explicit request could not be honoured.
     """
-    auto_intra, auto_inter = auto_threads(strategy)
+    auto_intra, auto_inter = auto_threads(strategy, xla)
     want = (auto_intra if intra_op is None else intra_op, auto_inter if inter_op is None else inter_op)
     current = (
         tf.config.threading.get_intra_op_parallelism_threads(),
