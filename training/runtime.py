@@ -1,4 +1,4 @@
-"""Distribution strategy and numeric precision, each chosen by one setting.
+"""Distribution strategy, numeric precision and CPU thread pools, each chosen by one setting.
 
 ``make_strategy("default" | "onedevice" | "mirrored" | "multiworker" | "tpu")``,
 ``set_precision("float32" | "mixed_bfloat16" | "mixed_float16" | "auto")`` and
@@ -128,9 +128,9 @@ def auto_threads(strategy: str = "default", xla: bool = False) -> tuple[int, int
     On a CPU-only host: two ops at a time (``inter_op = 2``), each on half the cores.
     The GAN step has that much independent work (D on real and on fake images; the G
     and D gradients), and oneDNN kernels split over fewer threads synchronise less:
-    on the 2-core machine the step runs ~10% faster with ``(1, 2)`` than with
-    TensorFlow's default (both pools as wide as the machine) in float32 and bfloat16
-    (``benchmarks/train_step.py``, the ``threads`` rows). With a GPU, or for a TPU,
+    on the 2-core machine the step ran 1.01-1.14x faster with ``(1, 2)`` than with
+    TensorFlow's default (both pools as wide as the machine) in float32 and bfloat16,
+    with steadier step times (``benchmarks/train_step.py``, the ``threads`` rows). With a GPU, or for a TPU,
     TensorFlow's default ``(0, 0)`` is kept: there the host threads only feed devices;
     so it is with ``xla`` (the jit-compiled step is one op that parallelises inside:
     with one intra-op thread it ran 2x slower).
