@@ -379,6 +379,24 @@ def test_spectral_norm_output_and_gradients_do_not_depend_on_where_sigma_is_appl
     np.testing.assert_allclose(g.numpy(), tape.gradient(loss_ref, w).numpy(), rtol=1e-3, atol=1e-5)
 
 
+def _block_outputs_and_grads(block, x):
+    """``block(x)`` and the gradients of a fixed loss w.r.t. ``x`` and the conv kernel."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = block(x)
+        loss = tf.reduce_sum(tf.sin(y) + y * y)
+    gx, gk = tape.gradient(loss, [x, block.conv_layer.kernel])
+    return y.numpy(), gx.numpy(), gk.numpy()
+
+
+def _assert_same_outputs_and_grads(reference, other):
+    (y0, gx0, gk0), (y1, gx1, gk1) = reference, other
+    np.testing.assert_allclose(y1, y0, atol=1e-6)
+    np.testing.assert_allclose(gx1, gx0, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gk1, gk0, rtol=1e-5, atol=1e-5)
+    assert np.abs(gk0).max() > 0.1
+
+
 @pytest.mark.parametrize(
     "transpose, padding", [(False, "same"), (False, "valid"), (False, 1), (True, "same"), (True, "valid")]
 )
@@ -394,17 +412,8 @@ def test_patch_filter_gradient_equals_native_gradient(monkeypatch, transpose, pa
     for min_kernel in (10**9, 1):  # native path, then the patches path
         monkeypatch.setattr(layers_mod, "_PATCH_GRAD_MIN_KERNEL", min_kernel)
         monkeypatch.setattr(layers_mod, "_PATCH_GRAD_MAX_ROWS", 10**9)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = block(x)
-            loss = tf.reduce_sum(tf.sin(y) + y * y)
-        gx, gk = tape.gradient(loss, [x, block.conv_layer.kernel])
-        results.append((y.numpy(), gx.numpy(), gk.numpy()))
-    (y0, gx0, gk0), (y1, gx1, gk1) = results
-    np.testing.assert_allclose(y1, y0, atol=1e-6)
-    np.testing.assert_allclose(gx1, gx0, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(gk1, gk0, rtol=1e-5, atol=1e-5)
-    assert np.abs(gk0).max() > 0.1
+        results.append(_block_outputs_and_grads(block, x))
+    _assert_same_outputs_and_grads(*results)
 
 
 @pytest.mark.parametrize(
@@ -448,17 +457,8 @@ def test_shifted_filter_gradient_in_conv_block(monkeypatch, transpose, padding):
     results = []
     for shifted in (False, True):
         monkeypatch.setattr(layers_mod, "shifted_filter_gradient_wanted", lambda *a, on=shifted: on)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = block(x)
-            loss = tf.reduce_sum(tf.sin(y) + y * y)
-        gx, gk = tape.gradient(loss, [x, block.conv_layer.kernel])
-        results.append((y.numpy(), gx.numpy(), gk.numpy()))
-    (y0, gx0, gk0), (y1, gx1, gk1) = results
-    np.testing.assert_allclose(y1, y0, atol=1e-6)
-    np.testing.assert_allclose(gx1, gx0, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(gk1, gk0, rtol=1e-5, atol=1e-5)
-    assert np.abs(gk0).max() > 0.1
+        results.append(_block_outputs_and_grads(block, x))
+    _assert_same_outputs_and_grads(*results)
 
 
 def test_shifted_filter_gradient_rule():

@@ -168,8 +168,5 @@ def configure_threads(
                 "TensorFlow is already running: keeping %d intra-op / %d inter-op threads (asked for %d / %d)",
                 *current, *want,
             )
-        return (
-            tf.config.threading.get_intra_op_parallelism_threads(),
-            tf.config.threading.get_inter_op_parallelism_threads(),
-        )
+        return current
     return want
