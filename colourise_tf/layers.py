@@ -83,6 +83,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from colourise_tf import winograd
+
 __all__ = [
     "SpectralNorm",
     "IBNorm",
@@ -260,7 +262,7 @@ class SpectralNorm(keras.layers.SpectralNormalization):
         if isinstance(layer, keras.layers.Dense):
             y = ops.matmul(x, k)
         else:
-            y = conv_forward(layer, x, k, explicit_padding)
+            y = conv_forward(layer, x, k, explicit_padding, training=rescale_smallest)
         if where == "output":
             y = y * ops.cast(inv_sigma, dtype)
         if layer.use_bias:
@@ -452,7 +454,7 @@ def _plain(layer) -> bool:
     )
 
 
-def conv_forward(layer, x, kernel, explicit_padding: int | None = None):
+def conv_forward(layer, x, kernel, explicit_padding: int | None = None, training: bool = False):
     """``layer``'s convolution (no bias, no activation) of ``x`` with ``kernel``.
 
     Args:
@@ -461,6 +463,10 @@ def conv_forward(layer, x, kernel, explicit_padding: int | None = None):
         kernel: kernel in the layer's layout and the compute dtype.
         explicit_padding: zero pixels added per side before a "valid" ``Conv2D``
             (the PatchGAN's ``padding=1``); see :func:`_explicit_pad`.
+        training: whether the call is part of a training step; only then may a
+            float32 stride-1 conv run as :func:`winograd.winograd_conv2d` (where
+            :func:`winograd.winograd_wanted` says so), so inference and exported
+            graphs keep the plain conv op.
 
     For static shapes where :func:`patch_filter_gradient_wanted` or
     :func:`shifted_filter_gradient_wanted` says so, the kernel gradient is computed
@@ -487,6 +493,10 @@ def conv_forward(layer, x, kernel, explicit_padding: int | None = None):
         if filter_grad is not None:
             return _conv2d_transpose_custom_grad(x, kernel, out_shape, strides, padding, filter_grad)
         return tf.nn.conv2d_transpose(x, kernel, out_shape, [1, *strides, 1], padding)
+    if training and _plain(layer) and all(d is not None for d in x.shape[1:]):
+        pads = _winograd_pads(layer, x, explicit_padding)
+        if pads is not None:
+            return winograd.winograd_conv2d(x, kernel, pads)
     if explicit_padding is not None:
         x, padding = _explicit_pad(layer, x, explicit_padding)
     elif _plain(layer):
@@ -504,6 +514,25 @@ def conv_forward(layer, x, kernel, explicit_padding: int | None = None):
         if filter_grad is not None:
             return _conv2d_custom_grad(x, kernel, strides, padding, filter_grad)
     return tf.nn.conv2d(x, kernel, [1, *strides, 1], padding)
+
+
+def _winograd_pads(layer: keras.layers.Conv2D, x, explicit_padding: int | None):
+    """The ``pads`` for :func:`winograd.winograd_conv2d` if it is wanted, else ``None``."""
+    if tuple(layer.strides) != (1, 1):
+        return None
+    _, h, w, _ = (int(d) if d is not None else None for d in x.shape)
+    k = int(layer.kernel_size[0])
+    if explicit_padding is not None:
+        pads = ((explicit_padding,) * 2,) * 2
+    elif layer.padding == "same":
+        pads = (((k - 1) // 2, k // 2),) * 2  # TF's "SAME" for stride 1: the extra pixel after
+    else:
+        pads = ((0, 0), (0, 0))
+    out_hw = (h + sum(pads[0]) - k + 1, w + sum(pads[1]) - k + 1)
+    kernel_shape = (*layer.kernel_size, int(x.shape[-1]), int(layer.filters))
+    if winograd.winograd_wanted(kernel_shape, layer.strides, out_hw, x.dtype, training=True):
+        return pads
+    return None
 
 
 def _explicit_pad(layer: keras.layers.Conv2D, x, pad: int):
@@ -1020,7 +1049,7 @@ class ConvBlock(keras.layers.Layer):
             if not conv.built:
                 conv.build(x.shape)
             dtype = conv.compute_dtype
-            x = conv_forward(conv, ops.cast(x, dtype), ops.cast(conv.kernel, dtype), explicit)
+            x = conv_forward(conv, ops.cast(x, dtype), ops.cast(conv.kernel, dtype), explicit, training=bool(training))
             if conv.use_bias:
                 x = x + ops.cast(conv.bias, dtype)
         if self.norm_layer is not None:
