@@ -37,6 +37,7 @@ _POINTS = (0.0, 1.0, -1.0, 0.5, -2.0)
 TILE = {3: 4, 4: 3, 5: 2}
 # Rule thresholds of winograd_wanted (module-level so tests can force the path).
 MIN_CHANNELS = 128
+DTYPES = ("float32",)
 
 
 @functools.lru_cache(maxsize=None)
@@ -79,7 +80,7 @@ def winograd_wanted(kernel_shape, strides, out_hw, dtype, training: bool) -> boo
     256->256 at 64x64 2.5x; 4x4 128->256 at 31x31 1.6x; but 64->64 and 64->128
     gain nothing or little, and 512->1 is 2.4x slower.
     """
-    if not training or getattr(dtype, "name", dtype) != "float32":
+    if not training or getattr(dtype, "name", dtype) not in DTYPES:
         return False
     kh, kw, cin, cout = (int(d) for d in kernel_shape)
     if kh != kw or kh not in TILE or tuple(strides) != (1, 1):
@@ -107,7 +108,9 @@ def winograd_conv2d(x: tf.Tensor, kernel: tf.Tensor, pads=((0, 0), (0, 0))) -> t
     r = int(kernel.shape[0])
     m = TILE[r]
     n = m + r - 1
-    dt = x.dtype
+    out_dtype = x.dtype
+    dt = tf.float32
+    x = tf.cast(x, dt)
     _, h, w, c = x.shape
     o = int(kernel.shape[-1])
     (top, bottom), (left, right) = pads
@@ -138,5 +141,7 @@ def winograd_conv2d(x: tf.Tensor, kernel: tf.Tensor, pads=((0, 0), (0, 0))) -> t
     y = tf.transpose(y, [4, 2, 0, 3, 1, 5])  # [N, tile_h, a, tile_w, b, O]
     y = tf.reshape(y, [-1, m * th, m * tw, o])
     if m * th != ho or m * tw != wo:
-        y = y[:, :ho, :wo]
-    return y
+        # tf.slice, not y[:, :ho, :wo]: the gradient of a Slice is a Pad, that of a
+        # StridedSlice a StridedSliceGrad, ~25 ms for the PatchGAN's 33->31 crop.
+        y = tf.slice(y, [0, 0, 0, 0], [-1, ho, wo, -1])
+    return tf.cast(y, out_dtype)
