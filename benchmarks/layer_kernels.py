@@ -9,11 +9,16 @@
    (``colourise_tf.layers._patches_matmul``) and against GEMMs over shifted views
    (``_shifted_matmul``), and which one ``conv_forward`` picks
    (``patch_filter_gradient_wanted``, then ``shifted_filter_gradient_wanted``).
+3. Stride-1 convs, forward and both gradients: ``tf.nn.conv2d`` on the padded input
+   against ``colourise_tf.winograd.winograd_conv2d``, and whether ``conv_forward``
+   takes it in training (``winograd_wanted``); float32 only (the path is float32 only).
 
 Medians of interleaved repeats, float32 and bfloat16, batch 4; prints a table and
-writes JSON.
+writes JSON. ``--intra-op-threads 1`` measures the way training runs on a 2-core CPU
+(one thread per op, two ops at a time; ``training/runtime.py``).
 
-    python benchmarks/layer_kernels.py [--repeats 9] [--out benchmarks/results/layer_kernels.json]
+    python benchmarks/layer_kernels.py [--repeats 9] [--only ibn filter_gradient winograd]
+        [--intra-op-threads N] [--out benchmarks/results/layer_kernels.json]
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from colourise_tf import layers as L
+from colourise_tf import winograd as W
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 4
@@ -119,15 +125,51 @@ def _filter_grad_case(kind, n, cin, cout, dtype, repeats, stride=2):
     return res
 
 
+def _winograd_case(n, r, cin, cout, pad, repeats):
+    """fwd + input and kernel gradients of a stride-1 ``r x r`` conv, ``pad`` zeros per side."""
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(BATCH, n, n, cin)).astype(np.float32))
+    k = tf.constant((rng.normal(size=(r, r, cin, cout)) * 0.05).astype(np.float32))
+    on = n + 2 * pad - r + 1
+    dy = tf.constant(rng.normal(size=(BATCH, on, on, cout)).astype(np.float32))
+    pads = ((pad, pad), (pad, pad))
+
+    def step_fn(f):
+        @tf.function
+        def step():
+            with tf.GradientTape() as tape:
+                tape.watch([x, k])
+                y = f(x, k)
+            return [y] + tape.gradient(y, [x, k], output_gradients=dy)
+
+        return step
+
+    direct = step_fn(lambda x, k: tf.nn.conv2d(tf.pad(x, [[0, 0], *pads, [0, 0]]), k, 1, "VALID"))
+    wino = step_fn(lambda x, k: W.winograd_conv2d(x, k, pads))
+    rel = max(float(np.abs(a.numpy() - b.numpy()).max() / np.abs(a.numpy()).max()) for a, b in zip(direct(), wino()))
+    res = _median_ms({"direct": lambda: [t.numpy() for t in direct()],
+                      "winograd": lambda: [t.numpy() for t in wino()]}, repeats)
+    res.update(max_rel_diff=rel, chosen="winograd" if W.winograd_wanted(
+        [r, r, cin, cout], (1, 1), (on, on), tf.float32, training=True) else "direct")
+    return res
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "layer_kernels.json"))
+    p.add_argument("--only", nargs="+", choices=("ibn", "filter_gradient", "winograd"),
+                   default=("ibn", "filter_gradient", "winograd"))
+    p.add_argument("--intra-op-threads", type=int, default=0, help="0: TensorFlow's default pools")
     args = p.parse_args()
-    out = {"batch": BATCH, "ibn": [], "filter_gradient": []}
+    if args.intra_op_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    out = {"batch": BATCH, "intra_op_threads": args.intra_op_threads or "tf default",
+           "ibn": [], "filter_gradient": [], "winograd": []}
     ibn_shapes = {"unet dec6 (128x128x64)": (BATCH, 128, 128, 64), "unet enc2 (64x64x128)": (BATCH, 64, 64, 128),
                   "unet dec3 (16x16x512)": (BATCH, 16, 16, 512)}
-    for dtype in (tf.float32, tf.bfloat16):
+    for dtype in (tf.float32, tf.bfloat16) if "ibn" in args.only else ():
         for name, shape in ibn_shapes.items():
             r = _ibn_case(shape, dtype, args.repeats)
             out["ibn"].append({"layer": name, "dtype": dtype.name, **r})
@@ -142,13 +184,25 @@ def main() -> None:
              ("dec1", "convT", 2, 512, 512, 2), ("dec2", "convT", 4, 1024, 512, 2), ("dec3", "convT", 8, 1024, 512, 2),
              ("dec4", "convT", 16, 1024, 256, 2), ("dec5", "convT", 32, 512, 128, 2), ("dec6", "convT", 64, 256, 64, 2),
              ("D layer4 x1", "conv", 34, 256, 512, 1), ("D layer4 x2", "conv", 18, 256, 512, 1)]
-    for dtype in (tf.float32, tf.bfloat16):
+    for dtype in (tf.float32, tf.bfloat16) if "filter_gradient" in args.only else ():
         for name, kind, n, cin, cout, stride in convs:
             r = _filter_grad_case(kind, n, cin, cout, dtype, args.repeats, stride)
             out["filter_gradient"].append({"layer": name, "dtype": dtype.name, **r})
             print(f"dW  {name:11s} rows {r['rows']:5d} {dtype.name:8s} oneDNN {r['native']:7.2f} ms   patches GEMM "
                   f"{r['patches_gemm']:7.2f} ms   shifted GEMMs {r['shifted_gemm']:7.2f} ms   chosen: {r['chosen']:12s} "
                   f"(max rel diff {max(r['max_rel_diff'].values()):.1e})", flush=True)
+    # (name, input size, kernel, C_in, C_out, pad): the PatchGAN's stride-1 layer at its three scales,
+    # a ResNet-generator block, and shapes around the rule's edges.
+    stride1 = [("D layer4 x1", 32, 4, 256, 512, 1), ("D layer4 x2", 16, 4, 256, 512, 1),
+               ("D layer4 x4", 8, 4, 256, 512, 1), ("D layer5 x2", 15, 4, 512, 1, 1),
+               ("resnet block", 64, 3, 256, 256, 1), ("4x4 128->256", 32, 4, 128, 256, 1),
+               ("4x4 64->128", 64, 4, 64, 128, 1), ("3x3 64->64", 128, 3, 64, 64, 1)]
+    for name, n, r, cin, cout, pad in stride1 if "winograd" in args.only else ():
+        res = _winograd_case(n, r, cin, cout, pad, args.repeats)
+        out["winograd"].append({"layer": name, "input": n, "kernel": r, "c_in": cin, "c_out": cout, **res})
+        print(f"s1  {name:13s} {n:3d}x{n:<3d} {r}x{r} {cin:3d}->{cout:<3d} float32 fwd+bwd: direct {res['direct']:7.2f} ms"
+              f"   Winograd {res['winograd']:7.2f} ms   x{res['direct'] / res['winograd']:.2f}   chosen: {res['chosen']:8s}"
+              f" (max rel diff {res['max_rel_diff']:.1e})", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
     print(f"wrote {args.out}")

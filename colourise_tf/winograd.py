@@ -12,8 +12,10 @@ of ``m^2 r^2``: for the PatchGAN's 4x4 stride-1 256->512 layer with ``m = 3`` th
 ``(m + r - 1)^2`` independent GEMMs (one ``tf.matmul`` on a stacked batch), and
 the transforms are small Kronecker-product matmuls, gathers and transposes, so
 TensorFlow's autodiff gives the input and kernel gradients as the same kind of
-GEMMs: the whole forward and backward pass of that layer is ~2.5x faster than
+GEMMs: the whole forward and backward pass of that layer is ~2.4x faster than
 oneDNN's direct float32 kernels with one thread (``benchmarks/layer_kernels.py``).
+On CPUs only: GPUs and TPUs have their own fast convolutions (cuDNN's include
+Winograd), so the path is never taken when one is visible.
 
 Only float32: the transforms amplify rounding, and with bfloat16 GEMM operands the
 error grows from ~0.3% (direct) to ~2% (RMS, relative), so bfloat16 keeps the direct
@@ -67,20 +69,30 @@ def toom_cook(m: int, r: int, points: tuple[float, ...] = _POINTS) -> tuple[np.n
     return a.T, g, np.linalg.inv(v).T
 
 
+@functools.lru_cache(maxsize=None)
+def cpu_only() -> bool:
+    """Whether TensorFlow sees no GPU and no TPU (initialises the runtime; cached)."""
+    return not tf.config.list_logical_devices("GPU") and not tf.config.list_logical_devices("TPU")
+
+
 def winograd_wanted(kernel_shape, strides, out_hw, dtype, training: bool) -> bool:
     """Whether :func:`colourise_tf.layers.conv_forward` uses :func:`winograd_conv2d`.
 
-    Training only (inference and exported graphs keep the plain conv op), float32,
-    stride 1, square ``3x3``/``4x4``/``5x5`` kernels, at least ``MIN_CHANNELS``
-    input and output channels (the per-tile GEMMs must be worth a kernel call) and
-    at least two output tiles per side.
+    Training only (inference and exported graphs keep the plain conv op), on a host
+    without GPU or TPU (:func:`cpu_only`), float32 (:data:`DTYPES`), stride 1,
+    square ``3x3``/``4x4``/``5x5`` kernels, at least ``MIN_CHANNELS`` input and
+    output channels (the per-tile GEMMs must be worth a kernel call) and at least two
+    output tiles per side.
 
-    Measured fwd+bwd with one thread at batch 4 (``benchmarks/layer_kernels.py``):
-    4x4 256->512 2.1x faster at 31x31 outputs, 3.6x at 15x15, 1.3x at 7x7; 3x3
-    256->256 at 64x64 2.5x; 4x4 128->256 at 31x31 1.6x; but 64->64 and 64->128
-    gain nothing or little, and 512->1 is 2.4x slower.
+    Measured fwd+bwd with one thread at batch 4 (``python benchmarks/layer_kernels.py
+    --only winograd --intra-op-threads 1``): 4x4 256->512 2.4x faster at 31x31
+    outputs, 2.5x at 15x15, 1.35x at 7x7; 3x3 256->256 at 64x64 2.2x; 4x4 128->256
+    at 31x31 1.8x; but 3x3 64->64 gains nothing, 4x4 64->128 1.2-1.5x between runs
+    (left out), and 512->1 is 2x slower.
     """
     if not training or getattr(dtype, "name", dtype) not in DTYPES:
+        return False
+    if not cpu_only():
         return False
     kh, kw, cin, cout = (int(d) for d in kernel_shape)
     if kh != kw or kh not in TILE or tuple(strides) != (1, 1):
@@ -102,7 +114,8 @@ def winograd_conv2d(x: tf.Tensor, kernel: tf.Tensor, pads=((0, 0), (0, 0))) -> t
 
     Returns:
         ``[N, H + top + bottom - r + 1, W + left + right - r + 1, O]``, equal to
-        ``tf.nn.conv2d`` on the padded input up to float rounding. Differentiable
+        ``tf.nn.conv2d`` on the padded input up to float rounding, in ``x``'s dtype
+        (computed in float32 whatever the input dtype). Differentiable
         in both arguments by TensorFlow's autodiff (the gradients are GEMMs too).
     """
     r = int(kernel.shape[0])

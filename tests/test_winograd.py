@@ -153,3 +153,9 @@ def test_spectral_norm_conv_training_routes_through_winograd(winograd_calls):
     w = block.conv.normalized_kernel()
     ref = conv_forward(block.conv.layer, x, w, explicit_padding=1)
     np.testing.assert_allclose(y.numpy(), ref.numpy(), rtol=1e-4, atol=1e-4 * np.abs(ref.numpy()).max())
+
+
+def test_winograd_rule_is_off_when_a_gpu_or_tpu_is_visible(monkeypatch):
+    assert winograd.cpu_only()  # this test machine has neither
+    monkeypatch.setattr(winograd, "cpu_only", lambda: False)
+    assert not winograd_wanted([4, 4, 256, 512], (1, 1), (31, 31), tf.float32, training=True)
