@@ -9,9 +9,11 @@
    (``colourise_tf.layers._patches_matmul``) and against GEMMs over shifted views
    (``_shifted_matmul``), and which one ``conv_forward`` picks
    (``patch_filter_gradient_wanted``, then ``shifted_filter_gradient_wanted``).
-3. Stride-1 convs, forward and both gradients: ``tf.nn.conv2d`` on the padded input
-   against ``colourise_tf.winograd.winograd_conv2d``, and whether ``conv_forward``
-   takes it in training (``winograd_wanted``); float32 only (the path is float32 only).
+3. Stride-1 convs, forward and both gradients, float32 (``--only winograd``):
+   ``tf.nn.conv2d`` on the padded input against ``colourise_tf.winograd.winograd_conv2d``
+   and, for convs to at most 4 channels, ``colourise_tf.thin_conv.thin_output_conv2d``
+   (also in bfloat16), and which one ``conv_forward`` takes in training
+   (``winograd_wanted``, ``thin_output_wanted``).
 
 Medians of interleaved repeats, float32 and bfloat16, batch 4; prints a table and
 writes JSON. ``--intra-op-threads 1`` measures the way training runs on a 2-core CPU
@@ -34,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from colourise_tf import layers as L
+from colourise_tf import thin_conv as TC
 from colourise_tf import winograd as W
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,14 +128,17 @@ def _filter_grad_case(kind, n, cin, cout, dtype, repeats, stride=2):
     return res
 
 
-def _winograd_case(n, r, cin, cout, pad, repeats):
+def _stride1_case(n, r, cin, cout, pad, repeats, dtype=tf.float32):
     """fwd + input and kernel gradients of a stride-1 ``r x r`` conv, ``pad`` zeros per side."""
     rng = np.random.default_rng(0)
-    x = tf.constant(rng.normal(size=(BATCH, n, n, cin)).astype(np.float32))
-    k = tf.constant((rng.normal(size=(r, r, cin, cout)) * 0.05).astype(np.float32))
+    x = tf.cast(rng.normal(size=(BATCH, n, n, cin)).astype(np.float32), dtype)
+    k = tf.cast((rng.normal(size=(r, r, cin, cout)) * 0.05).astype(np.float32), dtype)
     on = n + 2 * pad - r + 1
-    dy = tf.constant(rng.normal(size=(BATCH, on, on, cout)).astype(np.float32))
+    dy = tf.cast(rng.normal(size=(BATCH, on, on, cout)).astype(np.float32), dtype)
     pads = ((pad, pad), (pad, pad))
+
+    def padded(x):
+        return tf.pad(x, [[0, 0], *pads, [0, 0]])
 
     def step_fn(f):
         @tf.function
@@ -142,15 +148,23 @@ def _winograd_case(n, r, cin, cout, pad, repeats):
                 y = f(x, k)
             return [y] + tape.gradient(y, [x, k], output_gradients=dy)
 
-        return step
+        return lambda: [t.numpy().astype(np.float32) for t in step()]
 
-    direct = step_fn(lambda x, k: tf.nn.conv2d(tf.pad(x, [[0, 0], *pads, [0, 0]]), k, 1, "VALID"))
-    wino = step_fn(lambda x, k: W.winograd_conv2d(x, k, pads))
-    rel = max(float(np.abs(a.numpy() - b.numpy()).max() / np.abs(a.numpy()).max()) for a, b in zip(direct(), wino()))
-    res = _median_ms({"direct": lambda: [t.numpy() for t in direct()],
-                      "winograd": lambda: [t.numpy() for t in wino()]}, repeats)
-    res.update(max_rel_diff=rel, chosen="winograd" if W.winograd_wanted(
-        [r, r, cin, cout], (1, 1), (on, on), tf.float32, training=True) else "direct")
+    fns = {"direct": step_fn(lambda x, k: tf.nn.conv2d(padded(x), k, 1, "VALID"))}
+    if dtype == tf.float32:
+        fns["winograd"] = step_fn(lambda x, k: W.winograd_conv2d(x, k, pads))
+    if cout <= TC.MAX_OUTPUT_CHANNELS:
+        fns["thin"] = step_fn(lambda x, k: TC.thin_output_conv2d(padded(x), k, "VALID"))
+    ref = fns["direct"]()
+    rel = {name: max(float(np.abs(a - b).max() / np.abs(a).max()) for a, b in zip(ref, f()))
+           for name, f in fns.items() if name != "direct"}
+    res = _median_ms(fns, repeats)
+    chosen = "direct"
+    if W.winograd_wanted([r, r, cin, cout], (1, 1), (on, on), dtype, training=True):
+        chosen = "winograd"
+    elif TC.thin_output_wanted([r, r, cin, cout], (1, 1), dtype, training=True):
+        chosen = "thin"
+    res.update(max_rel_diff=rel, chosen=chosen)
     return res
 
 
@@ -194,17 +208,31 @@ def main() -> None:
     # (name, input size, kernel, C_in, C_out, pad): the PatchGAN's stride-1 layer at its three scales,
     # a ResNet-generator block, and shapes around the rule's edges.
     stride1 = [("D layer4 x1", 32, 4, 256, 512, 1), ("D layer4 x2", 16, 4, 256, 512, 1),
-               ("D layer4 x4", 8, 4, 256, 512, 1), ("D layer5 x2", 15, 4, 512, 1, 1),
+               ("D layer4 x4", 8, 4, 256, 512, 1), ("D layer5 x1", 31, 4, 512, 1, 1),
+               ("D layer5 x2", 15, 4, 512, 1, 1), ("D layer5 x4", 7, 4, 512, 1, 1),
                ("resnet block", 64, 3, 256, 256, 1), ("4x4 128->256", 32, 4, 128, 256, 1),
                ("4x4 64->128", 64, 4, 64, 128, 1), ("3x3 64->64", 128, 3, 64, 64, 1)]
-    for name, n, r, cin, cout, pad in stride1 if "winograd" in args.only else ():
-        res = _winograd_case(n, r, cin, cout, pad, args.repeats)
-        out["winograd"].append({"layer": name, "input": n, "kernel": r, "c_in": cin, "c_out": cout, **res})
-        print(f"s1  {name:13s} {n:3d}x{n:<3d} {r}x{r} {cin:3d}->{cout:<3d} float32 fwd+bwd: direct {res['direct']:7.2f} ms"
-              f"   Winograd {res['winograd']:7.2f} ms   x{res['direct'] / res['winograd']:.2f}   chosen: {res['chosen']:8s}"
-              f" (max rel diff {res['max_rel_diff']:.1e})", flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2))
+    cases = [(name, n, r, cin, cout, pad, tf.float32) for name, n, r, cin, cout, pad in stride1]
+    cases += [(name, n, r, cin, cout, pad, tf.bfloat16) for name, n, r, cin, cout, pad in stride1 if cout == 1]
+    for name, n, r, cin, cout, pad, dtype in cases if "winograd" in args.only else ():
+        res = _stride1_case(n, r, cin, cout, pad, args.repeats, dtype)
+        out["winograd"].append({"layer": name, "dtype": dtype.name, "input": n, "kernel": r, "c_in": cin,
+                                "c_out": cout, **res})
+        fast = " ".join(f"  {k} {res[k]:7.2f} ms x{res['direct'] / res[k]:.2f}" for k in ("winograd", "thin") if k in res)
+        print(f"s1  {name:13s} {n:3d}x{n:<3d} {r}x{r} {cin:3d}->{cout:<3d} {dtype.name:8s} fwd+bwd: direct "
+              f"{res['direct']:7.2f} ms{fast}   chosen: {res['chosen']:8s}"
+              f" (max rel diff {max(res['max_rel_diff'].values()):.1e})", flush=True)
+    path = Path(args.out)
+    if path.exists() and set(args.only) != {"ibn", "filter_gradient", "winograd"}:
+        # A partial run replaces only its own sections of an existing file.
+        previous = json.loads(path.read_text())
+        out = {**previous, **{k: v for k, v in out.items() if k in args.only}}
+        out.setdefault("intra_op_threads_by_section", {}).update(
+            {k: args.intra_op_threads or "tf default" for k in args.only})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(out, indent=2))
+    tmp.replace(path)
     print(f"wrote {args.out}")
 
 

@@ -83,7 +83,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from colourise_tf import winograd
+from colourise_tf import thin_conv, winograd
 
 __all__ = [
     "SpectralNorm",
@@ -228,15 +228,17 @@ class SpectralNorm(keras.layers.SpectralNormalization):
             v = ops.cast(ops.convert_to_tensor(self.vector_v), "float32")
             sigma = ops.reshape(ops.matmul(ops.matmul(v, w), ops.transpose(u)), ())
         inv_sigma = 1.0 / ops.maximum(sigma, 1e-12)
-        return self._apply(inputs, w, inv_sigma, explicit_padding, rescale_smallest=bool(training))
+        return self._apply(inputs, w, inv_sigma, explicit_padding, training=bool(training))
 
-    def _apply(self, inputs, w, inv_sigma, explicit_padding: int | None = None, rescale_smallest: bool = True):
+    def _apply(self, inputs, w, inv_sigma, explicit_padding: int | None = None, training: bool = True):
         """``layer(inputs)`` with kernel ``W / sigma``.
 
         The operation is linear, so ``conv(x, W / sigma) = conv(x / sigma, W) =
         conv(x, W) / sigma``; the division is applied to whichever of input, kernel
         and output has the fewest elements (statically), which for the large deep
         kernels of a U-Net saves a full pass over the kernel, and its gradient, per call.
+        That choice, and :func:`conv_forward`'s training-only paths, apply when
+        ``training``; inference divides the kernel.
         """
         layer = self.layer
         dtype = self.compute_dtype
@@ -249,9 +251,9 @@ class SpectralNorm(keras.layers.SpectralNormalization):
         out_shape = self.compute_output_shape(in_shape)
         where = "kernel"
         n_in, n_out = _static_size(x.shape), _static_size(out_shape)
-        if rescale_smallest and n_in is not None and n_in < n_kernel and (n_out is None or n_in <= n_out):
+        if training and n_in is not None and n_in < n_kernel and (n_out is None or n_in <= n_out):
             where = "input"
-        elif rescale_smallest and n_out is not None and n_out < n_kernel:
+        elif training and n_out is not None and n_out < n_kernel:
             where = "output"
         if where == "kernel":
             k = ops.cast(ops.reshape(w * inv_sigma, self.kernel_shape), dtype)
@@ -262,7 +264,7 @@ class SpectralNorm(keras.layers.SpectralNormalization):
         if isinstance(layer, keras.layers.Dense):
             y = ops.matmul(x, k)
         else:
-            y = conv_forward(layer, x, k, explicit_padding, training=rescale_smallest)
+            y = conv_forward(layer, x, k, explicit_padding, training=training)
         if where == "output":
             y = y * ops.cast(inv_sigma, dtype)
         if layer.use_bias:
@@ -465,7 +467,9 @@ def conv_forward(layer, x, kernel, explicit_padding: int | None = None, training
             (the PatchGAN's ``padding=1``); see :func:`_explicit_pad`.
         training: whether the call is part of a training step; only then may a
             float32 stride-1 conv run as :func:`winograd.winograd_conv2d` (where
-            :func:`winograd.winograd_wanted` says so), so inference and exported
+            :func:`winograd.winograd_wanted` says so) and a stride-1 conv to a few
+            channels as :func:`thin_conv.thin_output_conv2d` (where
+            :func:`thin_conv.thin_output_wanted` says so), so inference and exported
             graphs keep the plain conv op.
 
     For static shapes where :func:`patch_filter_gradient_wanted` or
@@ -503,6 +507,8 @@ def conv_forward(layer, x, kernel, explicit_padding: int | None = None, training
         padding = layer.padding.upper()
     else:
         return layer.convolution_op(x, kernel)
+    if thin_conv.thin_output_wanted(kernel.shape, strides, x.dtype, training):
+        return thin_conv.thin_output_conv2d(x, kernel, padding)
     if static:
         b, h, w, _ = (int(d) for d in x.shape)
         kh, kw = layer.kernel_size

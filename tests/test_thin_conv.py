@@ -1,0 +1,62 @@
+"""Thin-output convolution: values and gradients against TF's conv, the rule, the routing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from colourise_tf import thin_conv
+from colourise_tf.layers import ConvBlock
+from colourise_tf.thin_conv import thin_output_conv2d, thin_output_wanted
+
+
+@pytest.mark.parametrize(
+    "n, h, w, cin, cout, k, padding",
+    [(2, 9, 8, 6, 1, 4, "VALID"), (1, 7, 10, 5, 3, 4, "SAME"), (2, 6, 6, 4, 2, 3, "SAME"), (1, 5, 7, 3, 1, 1, "VALID")],
+)
+def test_thin_output_conv_equals_conv2d_values_and_gradients(n, h, w, cin, cout, k, padding):
+    rng = np.random.default_rng(h * w + k)
+    x = tf.constant(rng.normal(size=(n, h, w, cin)).astype(np.float32))
+    kern = tf.constant(rng.normal(size=(k, k, cin, cout)).astype(np.float32))
+    ref_y = tf.nn.conv2d(x, kern, 1, padding)
+    dy = tf.constant(rng.normal(size=ref_y.shape).astype(np.float32))
+    results = []
+    for fn in (lambda x, k: tf.nn.conv2d(x, k, 1, padding), lambda x, k: thin_output_conv2d(x, k, padding)):
+        with tf.GradientTape() as tape:
+            tape.watch([x, kern])
+            y = fn(x, kern)
+        results.append([y.numpy()] + [g.numpy() for g in tape.gradient(y, [x, kern], output_gradients=dy)])
+    for a, b in zip(results[1], results[0]):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
+
+
+def test_thin_output_rule():
+    assert thin_output_wanted([4, 4, 512, 1], (1, 1), tf.float32, training=True)  # the PatchGAN output conv
+    assert thin_output_wanted([4, 4, 512, 1], (1, 1), tf.bfloat16, training=True)
+    assert not thin_output_wanted([4, 4, 512, 1], (1, 1), tf.float32, training=False)
+    assert not thin_output_wanted([4, 4, 512, 1], (1, 1), tf.float16, training=True)
+    assert not thin_output_wanted([4, 4, 512, 1], (2, 2), tf.float32, training=True)
+    assert not thin_output_wanted([4, 4, 512, 8], (1, 1), tf.float32, training=True)
+    assert not thin_output_wanted([4, 4, 32, 1], (1, 1), tf.float32, training=True)
+
+
+def test_patchgan_output_block_uses_thin_path_in_training_only(monkeypatch):
+    monkeypatch.setattr(thin_conv, "MIN_INPUT_CHANNELS", 1)
+    calls = []
+    real = thin_conv.thin_output_conv2d
+
+    def spy(x, kernel, padding="VALID"):
+        calls.append(padding)
+        return real(x, kernel, padding)
+
+    monkeypatch.setattr(thin_conv, "thin_output_conv2d", spy)
+    block = ConvBlock(1, 4, 1, padding=1, spectral_norm=True, use_bias=True)
+    x = tf.constant(np.random.default_rng(2).normal(size=(2, 10, 10, 8)).astype(np.float32))
+    y_inf = block(x, training=False)
+    assert not calls
+    y_train = block(x, training=True)
+    assert calls == ["VALID"] and y_train.shape == y_inf.shape == (2, 9, 9, 1)
+    # Same u, v as the training call just stored: inference now uses the same W / sigma.
+    np.testing.assert_allclose(block(x, training=False).numpy(), y_train.numpy(), rtol=1e-4, atol=1e-5)
