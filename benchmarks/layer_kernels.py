@@ -13,7 +13,8 @@
    ``tf.nn.conv2d`` on the padded input against ``colourise_tf.winograd.winograd_conv2d``
    and, for convs to at most 4 channels, ``colourise_tf.thin_conv.thin_output_conv2d``
    (also in bfloat16), and which one ``conv_forward`` takes in training
-   (``winograd_wanted``, ``thin_output_wanted``).
+   (``winograd_wanted``, ``thin_output_wanted``); and the U-Net's 128->2 transposed
+   chroma conv, direct against ``thin_output_conv2d_transpose``.
 
 Medians of interleaved repeats, float32 and bfloat16, batch 4; prints a table and
 writes JSON. ``--intra-op-threads 1`` measures the way training runs on a 2-core CPU
@@ -168,6 +169,33 @@ def _stride1_case(n, r, cin, cout, pad, repeats, dtype=tf.float32):
     return res
 
 
+def _thin_transpose_case(n, cin, cout, repeats, dtype):
+    """fwd + both gradients of a 4x4 stride-2 "same" transposed conv, direct vs thin_conv."""
+    rng = np.random.default_rng(0)
+    x = tf.cast(rng.normal(size=(BATCH, n, n, cin)).astype(np.float32), dtype)
+    k = tf.cast((rng.normal(size=(4, 4, cout, cin)) * 0.05).astype(np.float32), dtype)
+    out_shape = [BATCH, 2 * n, 2 * n, cout]
+    dy = tf.cast(rng.normal(size=out_shape).astype(np.float32), dtype)
+
+    def step_fn(f):
+        @tf.function
+        def step():
+            with tf.GradientTape() as tape:
+                tape.watch([x, k])
+                y = f(x, k)
+            return [y] + tape.gradient(y, [x, k], output_gradients=dy)
+
+        return lambda: [t.numpy().astype(np.float32) for t in step()]
+
+    fns = {"direct": step_fn(lambda x, k: tf.nn.conv2d_transpose(x, k, out_shape, 2, "SAME")),
+           "thin": step_fn(lambda x, k: TC.thin_output_conv2d_transpose(x, k, out_shape, (2, 2), "SAME"))}
+    ref, got = fns["direct"](), fns["thin"]()
+    res = _median_ms(fns, repeats)
+    res.update(max_rel_diff={"thin": max(float(np.abs(a - b).max() / np.abs(a).max()) for a, b in zip(ref, got))},
+               chosen="thin" if TC.thin_output_transpose_wanted([4, 4, cout, cin], dtype, training=True) else "direct")
+    return res
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=9)
@@ -222,6 +250,13 @@ def main() -> None:
         print(f"s1  {name:13s} {n:3d}x{n:<3d} {r}x{r} {cin:3d}->{cout:<3d} {dtype.name:8s} fwd+bwd: direct "
               f"{res['direct']:7.2f} ms{fast}   chosen: {res['chosen']:8s}"
               f" (max rel diff {max(res['max_rel_diff'].values()):.1e})", flush=True)
+    for dtype in (tf.float32, tf.bfloat16) if "winograd" in args.only else ():
+        res = _thin_transpose_case(128, 128, 2, args.repeats, dtype)
+        out["winograd"].append({"layer": "unet chroma (transposed)", "dtype": dtype.name, "input": 128, "kernel": 4,
+                                "c_in": 128, "c_out": 2, "stride": 2, **res})
+        print(f"T   unet chroma   128x128 4x4 128->2   {dtype.name:8s} fwd+bwd: direct {res['direct']:7.2f} ms  thin "
+              f"{res['thin']:7.2f} ms x{res['direct'] / res['thin']:.2f}   chosen: {res['chosen']:8s}"
+              f" (max rel diff {res['max_rel_diff']['thin']:.1e})", flush=True)
     path = Path(args.out)
     if path.exists() and set(args.only) != {"ibn", "filter_gradient", "winograd"}:
         # A partial run replaces only its own sections of an existing file.

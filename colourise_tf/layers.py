@@ -467,10 +467,9 @@ def conv_forward(layer, x, kernel, explicit_padding: int | None = None, training
             (the PatchGAN's ``padding=1``); see :func:`_explicit_pad`.
         training: whether the call is part of a training step; only then may a
             float32 stride-1 conv run as :func:`winograd.winograd_conv2d` (where
-            :func:`winograd.winograd_wanted` says so) and a stride-1 conv to a few
-            channels as :func:`thin_conv.thin_output_conv2d` (where
-            :func:`thin_conv.thin_output_wanted` says so), so inference and exported
-            graphs keep the plain conv op.
+            :func:`winograd.winograd_wanted` says so) and a conv or transposed conv
+            to a few channels in two steps (:mod:`thin_conv`, where its rules say
+            so), so inference and exported graphs keep the plain conv ops.
 
     For static shapes where :func:`patch_filter_gradient_wanted` or
     :func:`shifted_filter_gradient_wanted` says so, the kernel gradient is computed
@@ -493,6 +492,8 @@ def conv_forward(layer, x, kernel, explicit_padding: int | None = None, training
             oh, ow = (h - 1) * strides[0] + kh, (w - 1) * strides[1] + kw
         out_shape = [b, oh, ow, int(kernel.shape[2])]
         padding = layer.padding.upper()
+        if thin_conv.thin_output_transpose_wanted(kernel.shape, x.dtype, training):
+            return thin_conv.thin_output_conv2d_transpose(x, kernel, out_shape, strides, padding)
         filter_grad = _filter_grad_fn(b * h * w, kernel.shape, strides, x.dtype)
         if filter_grad is not None:
             return _conv2d_transpose_custom_grad(x, kernel, out_shape, strides, padding, filter_grad)

@@ -60,3 +60,58 @@ def test_patchgan_output_block_uses_thin_path_in_training_only(monkeypatch):
     assert calls == ["VALID"] and y_train.shape == y_inf.shape == (2, 9, 9, 1)
     # Same u, v as the training call just stored: inference now uses the same W / sigma.
     np.testing.assert_allclose(block(x, training=False).numpy(), y_train.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "n, h, w, cin, cout, k, s, padding",
+    [(2, 6, 5, 7, 2, 4, 2, "SAME"), (1, 5, 5, 6, 1, 4, 2, "VALID"), (2, 4, 6, 5, 3, 3, 1, "SAME"), (1, 3, 4, 4, 2, 3, 3, "VALID")],
+)
+def test_thin_output_transpose_equals_conv2d_transpose(n, h, w, cin, cout, k, s, padding):
+    from colourise_tf.thin_conv import thin_output_conv2d_transpose
+
+    rng = np.random.default_rng(n + h + w + k + s)
+    x = tf.constant(rng.normal(size=(n, h, w, cin)).astype(np.float32))
+    kern = tf.constant(rng.normal(size=(k, k, cout, cin)).astype(np.float32))  # [kh, kw, out, in]
+    oh, ow = (h * s, w * s) if padding == "SAME" else ((h - 1) * s + k, (w - 1) * s + k)
+    out_shape = [n, oh, ow, cout]
+    dy = tf.constant(rng.normal(size=out_shape).astype(np.float32))
+    results = []
+    for fn in (
+        lambda x, k: tf.nn.conv2d_transpose(x, k, out_shape, s, padding),
+        lambda x, k: thin_output_conv2d_transpose(x, k, out_shape, (s, s), padding),
+    ):
+        with tf.GradientTape() as tape:
+            tape.watch([x, kern])
+            y = fn(x, kern)
+        results.append([y.numpy()] + [g.numpy() for g in tape.gradient(y, [x, kern], output_gradients=dy)])
+    for a, b in zip(results[1], results[0]):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
+
+
+def test_thin_output_transpose_rule():
+    from colourise_tf.thin_conv import thin_output_transpose_wanted as wanted
+
+    assert wanted([4, 4, 2, 128], tf.bfloat16, training=True)  # the U-Net's chroma layer, [k, k, out, in]
+    assert wanted([4, 4, 2, 128], tf.float32, training=True)
+    assert not wanted([4, 4, 2, 128], tf.float32, training=False)
+    assert not wanted([4, 4, 64, 128], tf.float32, training=True)
+    assert not wanted([4, 4, 2, 16], tf.float32, training=True)
+
+
+def test_unet_chroma_block_uses_thin_transpose_in_training_only(monkeypatch):
+    calls = []
+    real = thin_conv.thin_output_conv2d_transpose
+
+    def spy(*args):
+        calls.append(args[3])
+        return real(*args)
+
+    monkeypatch.setattr(thin_conv, "thin_output_conv2d_transpose", spy)
+    block = ConvBlock(2, 4, 2, transpose=True, spectral_norm=True, use_bias=True)
+    x = tf.constant(np.random.default_rng(4).normal(size=(2, 6, 6, 64)).astype(np.float32))
+    y_inf = block(x, training=False)
+    assert not calls
+    y_train = block(x, training=True)
+    assert calls == [(2, 2)] and y_train.shape == y_inf.shape == (2, 12, 12, 2)
+    np.testing.assert_allclose(block(x, training=False).numpy(), y_train.numpy(), rtol=1e-4, atol=1e-5)
