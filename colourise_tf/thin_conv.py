@@ -17,8 +17,8 @@ PatchGAN's full and half scale (``benchmarks/layer_kernels.py``).
 A transposed conv to few channels (the U-Net's 4x4 stride-2 128->2 chroma layer) is
 split the same way, ``z = conv1x1(x, W')`` then ``conv_transpose(z, S)`` with the
 original stride and padding: there ``z`` lives at the input resolution, so any stride
-works; forward and both gradients 2.0x (bf16) and 1.45x (float32) faster with one
-thread at batch 4, 128x128 -> 256x256.
+works; forward and both gradients 1.5-2.0x (bf16) and 1.25-1.45x (float32) faster
+with one thread at batch 4, 128x128 -> 256x256, in two runs.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def thin_output_wanted(kernel_shape, strides, dtype, training: bool) -> bool:
     ``MAX_OUTPUT_CHANNELS`` output and at least ``MIN_INPUT_CHANNELS`` input channels.
     Measured fwd+bwd with one thread at batch 4, 4x4 512->1, in two runs
     (``python benchmarks/layer_kernels.py --only winograd --intra-op-threads 1`` and
-    a throw-away script): float32 4.0-6.1x faster at 31x31 outputs, 2.6-4.0x at
-    15x15, 1.65-1.9x at 7x7; bfloat16 2.8-4.9x, 2.4-3.8x and 1.6-2.7x.
+    a throw-away script): float32 3.8-6.1x faster at 31x31 outputs, 2.5-4.0x at
+    15x15, 1.3-1.9x at 7x7; bfloat16 2.8-4.9x, 2.4-3.8x and 1.6-2.7x.
     """
     if not training or getattr(dtype, "name", dtype) not in ("float32", "bfloat16"):
         return False

@@ -12,7 +12,7 @@ of ``m^2 r^2``: for the PatchGAN's 4x4 stride-1 256->512 layer with ``m = 3`` th
 ``(m + r - 1)^2`` independent GEMMs (one ``tf.matmul`` on a stacked batch), and
 the transforms are small Kronecker-product matmuls, gathers and transposes, so
 TensorFlow's autodiff gives the input and kernel gradients as the same kind of
-GEMMs: the whole forward and backward pass of that layer is ~2.4x faster than
+GEMMs: the whole forward and backward pass of that layer is 2.2-2.5x faster than
 oneDNN's direct float32 kernels with one thread (``benchmarks/layer_kernels.py``).
 On CPUs only: GPUs and TPUs have their own fast convolutions (cuDNN's include
 Winograd), so the path is never taken when one is visible.
@@ -85,10 +85,10 @@ def winograd_wanted(kernel_shape, strides, out_hw, dtype, training: bool) -> boo
     output tiles per side.
 
     Measured fwd+bwd with one thread at batch 4 (``python benchmarks/layer_kernels.py
-    --only winograd --intra-op-threads 1``): 4x4 256->512 2.4x faster at 31x31
-    outputs, 2.5x at 15x15, 1.35x at 7x7; 3x3 256->256 at 64x64 2.2x; 4x4 128->256
-    at 31x31 1.8x; but 3x3 64->64 gains nothing, 4x4 64->128 1.2-1.5x between runs
-    (left out), and 512->1 is 2x slower.
+    --only winograd --intra-op-threads 1``, three runs): 4x4 256->512 2.2-2.5x faster
+    at 31x31 outputs, 2.1-2.5x at 15x15, 1.2-1.35x at 7x7; 3x3 256->256 at 64x64
+    2.2-2.4x; 4x4 128->256 at 31x31 1.7-1.9x; but 3x3 64->64 gains nothing, 4x4
+    64->128 1.3-1.5x (left out), and 512->1 is 2x slower.
     """
     if not training or getattr(dtype, "name", dtype) not in DTYPES:
         return False
