@@ -102,7 +102,6 @@ def winograd_wanted(kernel_shape, strides, out_hw, dtype, training: bool) -> boo
     return all(d is not None and d >= 2 * TILE[kh] for d in out_hw)
 
 
-
 def winograd_conv2d(x: tf.Tensor, kernel: tf.Tensor, pads=((0, 0), (0, 0))) -> tf.Tensor:
     """Stride-1 convolution of ``x`` (NHWC) with ``kernel`` (HWIO) by F(m x m, r x r).
 
