@@ -129,6 +129,23 @@ def _filter_grad_case(kind, n, cin, cout, dtype, repeats, stride=2):
     return res
 
 
+def _fwd_bwd(f, x, k, dy):
+    """A callable running ``f(x, k)`` and both its gradients for ``dy`` (one tf.function)."""
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            tape.watch([x, k])
+            y = f(x, k)
+        return [y] + tape.gradient(y, [x, k], output_gradients=dy)
+
+    return lambda: [t.numpy().astype(np.float32) for t in step()]
+
+
+def _max_rel_diff(ref, got) -> float:
+    return max(float(np.abs(a - b).max() / np.abs(a).max()) for a, b in zip(ref, got))
+
+
 def _stride1_case(n, r, cin, cout, pad, repeats, dtype=tf.float32):
     """fwd + input and kernel gradients of a stride-1 ``r x r`` conv, ``pad`` zeros per side."""
     rng = np.random.default_rng(0)
@@ -141,24 +158,13 @@ def _stride1_case(n, r, cin, cout, pad, repeats, dtype=tf.float32):
     def padded(x):
         return tf.pad(x, [[0, 0], *pads, [0, 0]])
 
-    def step_fn(f):
-        @tf.function
-        def step():
-            with tf.GradientTape() as tape:
-                tape.watch([x, k])
-                y = f(x, k)
-            return [y] + tape.gradient(y, [x, k], output_gradients=dy)
-
-        return lambda: [t.numpy().astype(np.float32) for t in step()]
-
-    fns = {"direct": step_fn(lambda x, k: tf.nn.conv2d(padded(x), k, 1, "VALID"))}
+    fns = {"direct": _fwd_bwd(lambda x, k: tf.nn.conv2d(padded(x), k, 1, "VALID"), x, k, dy)}
     if dtype == tf.float32:
-        fns["winograd"] = step_fn(lambda x, k: W.winograd_conv2d(x, k, pads))
+        fns["winograd"] = _fwd_bwd(lambda x, k: W.winograd_conv2d(x, k, pads), x, k, dy)
     if cout <= TC.MAX_OUTPUT_CHANNELS:
-        fns["thin"] = step_fn(lambda x, k: TC.thin_output_conv2d(padded(x), k, "VALID"))
+        fns["thin"] = _fwd_bwd(lambda x, k: TC.thin_output_conv2d(padded(x), k, "VALID"), x, k, dy)
     ref = fns["direct"]()
-    rel = {name: max(float(np.abs(a - b).max() / np.abs(a).max()) for a, b in zip(ref, f()))
-           for name, f in fns.items() if name != "direct"}
+    rel = {name: _max_rel_diff(ref, f()) for name, f in fns.items() if name != "direct"}
     res = _median_ms(fns, repeats)
     chosen = "direct"
     if W.winograd_wanted([r, r, cin, cout], (1, 1), (on, on), dtype, training=True):
@@ -177,21 +183,11 @@ def _thin_transpose_case(n, cin, cout, repeats, dtype):
     out_shape = [BATCH, 2 * n, 2 * n, cout]
     dy = tf.cast(rng.normal(size=out_shape).astype(np.float32), dtype)
 
-    def step_fn(f):
-        @tf.function
-        def step():
-            with tf.GradientTape() as tape:
-                tape.watch([x, k])
-                y = f(x, k)
-            return [y] + tape.gradient(y, [x, k], output_gradients=dy)
-
-        return lambda: [t.numpy().astype(np.float32) for t in step()]
-
-    fns = {"direct": step_fn(lambda x, k: tf.nn.conv2d_transpose(x, k, out_shape, 2, "SAME")),
-           "thin": step_fn(lambda x, k: TC.thin_output_conv2d_transpose(x, k, out_shape, (2, 2), "SAME"))}
+    fns = {"direct": _fwd_bwd(lambda x, k: tf.nn.conv2d_transpose(x, k, out_shape, 2, "SAME"), x, k, dy),
+           "thin": _fwd_bwd(lambda x, k: TC.thin_output_conv2d_transpose(x, k, out_shape, (2, 2), "SAME"), x, k, dy)}
     ref, got = fns["direct"](), fns["thin"]()
     res = _median_ms(fns, repeats)
-    res.update(max_rel_diff={"thin": max(float(np.abs(a - b).max() / np.abs(a).max()) for a, b in zip(ref, got))},
+    res.update(max_rel_diff={"thin": _max_rel_diff(ref, got)},
                chosen="thin" if TC.thin_output_transpose_wanted([4, 4, cout, cin], dtype, training=True) else "direct")
     return res
 

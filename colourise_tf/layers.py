@@ -319,9 +319,10 @@ def shifted_filter_gradient_wanted(kernel_shape, strides, dtype) -> bool:
     256->512 layers and its 1024->256, 512->128 and 256->64 transposed convs, whose
     kernel gradients are those of 256->1024, 128->512 and 64->256 convs
     (``benchmarks/layer_kernels.py``; with one intra-op thread, as training uses on
-    a 2-core CPU, 64->256 gains 12% and 64->128 nothing, so the latter stays native). In float32 the same comparison came out mixed
-    from run to run (faster on some layers, slower on others), so float32 keeps
-    oneDNN's kernel. Square kernels divisible by a square stride only.
+    a 2-core CPU, 64->256 gains 12% and 64->128 nothing, so the latter stays
+    native). In float32 the same comparison came out mixed from run to run (faster
+    on some layers, slower on others), so float32 keeps oneDNN's kernel. Square
+    kernels divisible by a square stride only.
     """
     if getattr(dtype, "name", dtype) not in _SHIFTED_GRAD_DTYPES:
         return False
@@ -524,10 +525,13 @@ def conv_forward(layer, x, kernel, explicit_padding: int | None = None, training
 
 
 def _winograd_pads(layer: keras.layers.Conv2D, x, explicit_padding: int | None):
-    """The ``pads`` for :func:`winograd.winograd_conv2d` if it is wanted, else ``None``."""
+    """The ``pads`` for :func:`winograd.winograd_conv2d` if it is wanted, else ``None``.
+
+    ``x`` has static height, width and channels (checked by the caller).
+    """
     if tuple(layer.strides) != (1, 1):
         return None
-    _, h, w, _ = (int(d) if d is not None else None for d in x.shape)
+    h, w = int(x.shape[1]), int(x.shape[2])
     k = int(layer.kernel_size[0])
     if explicit_padding is not None:
         pads = ((explicit_padding,) * 2,) * 2

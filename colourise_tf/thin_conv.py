@@ -51,6 +51,20 @@ def thin_output_wanted(kernel_shape, strides, dtype, training: bool) -> bool:
     return cpu_only()
 
 
+def _taps(x: tf.Tensor, kernel: tf.Tensor, cin_first):
+    """``(z, select)``: the 1x1 conv of ``x`` to one channel per kernel tap and output
+    channel, and the 0/1 kernel ``select[a, b, o, t]`` (``t = (a * kw + b) * C_out + o``)
+    that puts them back in place.
+
+    ``cin_first`` permutes ``kernel`` to ``[C_in, kh, kw, C_out]``.
+    """
+    w = tf.transpose(kernel, cin_first)
+    cin, kh, kw, cout = (int(d) for d in w.shape)
+    taps = kh * kw * cout
+    z = tf.nn.conv2d(x, tf.reshape(w, [1, 1, cin, taps]), 1, "VALID")
+    return z, np.eye(taps, dtype=np.float32).reshape(kh, kw, cout, taps)
+
+
 def thin_output_conv2d(x: tf.Tensor, kernel: tf.Tensor, padding: str = "VALID") -> tf.Tensor:
     """``tf.nn.conv2d(x, kernel, 1, padding)`` as a 1x1 GEMM and a selecting conv.
 
@@ -59,16 +73,8 @@ def thin_output_conv2d(x: tf.Tensor, kernel: tf.Tensor, padding: str = "VALID") 
         kernel: ``[kh, kw, C_in, C_out]``.
         padding: ``"VALID"`` or ``"SAME"`` (TensorFlow's meaning).
     """
-    kh, kw, cin, cout = (int(d) for d in kernel.shape)
-    taps = kh * kw * cout
-    w1 = tf.reshape(tf.transpose(kernel, [2, 0, 1, 3]), [1, 1, cin, taps])
-    z = tf.nn.conv2d(x, w1, 1, "VALID")
-    select = np.zeros((kh, kw, taps, cout), np.float32)
-    for a in range(kh):
-        for b in range(kw):
-            for o in range(cout):
-                select[a, b, (a * kw + b) * cout + o, o] = 1.0
-    return tf.nn.conv2d(z, tf.constant(select, x.dtype), 1, padding)
+    z, select = _taps(x, kernel, [2, 0, 1, 3])
+    return tf.nn.conv2d(z, tf.constant(select.transpose(0, 1, 3, 2), x.dtype), 1, padding)
 
 
 def thin_output_transpose_wanted(kernel_shape, dtype, training: bool) -> bool:
@@ -87,13 +93,5 @@ def thin_output_conv2d_transpose(x: tf.Tensor, kernel: tf.Tensor, output_shape, 
     ``z = conv1x1(x, W')`` with ``W'[c, (a, b, o)] = kernel[a, b, o, c]``, then the
     transposed conv of ``z`` with the selection kernel ``S[a, b, o, (a, b, o)] = 1``.
     """
-    kh, kw, cout, cin = (int(d) for d in kernel.shape)
-    taps = kh * kw * cout
-    w1 = tf.reshape(tf.transpose(kernel, [3, 0, 1, 2]), [1, 1, cin, taps])
-    z = tf.nn.conv2d(x, w1, 1, "VALID")
-    select = np.zeros((kh, kw, cout, taps), np.float32)
-    for a in range(kh):
-        for b in range(kw):
-            for o in range(cout):
-                select[a, b, o, (a * kw + b) * cout + o] = 1.0
+    z, select = _taps(x, kernel, [3, 0, 1, 2])
     return tf.nn.conv2d_transpose(z, tf.constant(select, x.dtype), output_shape, [1, *strides, 1], padding)

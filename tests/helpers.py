@@ -61,3 +61,19 @@ def randomise_generator(generator, seed: int = 0, chroma_gain: float = 0.5) -> N
                 u /= np.linalg.norm(u)
             layer.vector_u.assign(u.astype(np.float32))
             layer.vector_v.assign(v_.astype(np.float32))
+
+
+def values_and_grads(fn, x, kernel, dy) -> list[np.ndarray]:
+    """``[fn(x, kernel), d/dx, d/dkernel]`` for the upstream gradient ``dy``, as numpy."""
+    with tf.GradientTape() as tape:
+        tape.watch([x, kernel])
+        y = fn(x, kernel)
+    return [y.numpy()] + [g.numpy() for g in tape.gradient(y, [x, kernel], output_gradients=dy)]
+
+
+def assert_all_close(got, ref, rtol: float) -> None:
+    """Each array of ``got`` has the shape of ``ref``'s and is within ``rtol`` of it
+    (absolute tolerance ``rtol`` times the reference's largest magnitude)."""
+    for a, b in zip(got, ref):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())

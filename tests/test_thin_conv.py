@@ -10,6 +10,8 @@ from colourise_tf import thin_conv
 from colourise_tf.layers import ConvBlock
 from colourise_tf.thin_conv import thin_output_conv2d, thin_output_wanted
 
+from helpers import assert_all_close, values_and_grads
+
 
 @pytest.mark.parametrize(
     "n, h, w, cin, cout, k, padding",
@@ -21,15 +23,9 @@ def test_thin_output_conv_equals_conv2d_values_and_gradients(n, h, w, cin, cout,
     kern = tf.constant(rng.normal(size=(k, k, cin, cout)).astype(np.float32))
     ref_y = tf.nn.conv2d(x, kern, 1, padding)
     dy = tf.constant(rng.normal(size=ref_y.shape).astype(np.float32))
-    results = []
-    for fn in (lambda x, k: tf.nn.conv2d(x, k, 1, padding), lambda x, k: thin_output_conv2d(x, k, padding)):
-        with tf.GradientTape() as tape:
-            tape.watch([x, kern])
-            y = fn(x, kern)
-        results.append([y.numpy()] + [g.numpy() for g in tape.gradient(y, [x, kern], output_gradients=dy)])
-    for a, b in zip(results[1], results[0]):
-        assert a.shape == b.shape
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
+    ref = values_and_grads(lambda x, k: tf.nn.conv2d(x, k, 1, padding), x, kern, dy)
+    got = values_and_grads(lambda x, k: thin_output_conv2d(x, k, padding), x, kern, dy)
+    assert_all_close(got, ref, rtol=1e-5)
 
 
 def test_thin_output_rule():
@@ -75,18 +71,9 @@ def test_thin_output_transpose_equals_conv2d_transpose(n, h, w, cin, cout, k, s,
     oh, ow = (h * s, w * s) if padding == "SAME" else ((h - 1) * s + k, (w - 1) * s + k)
     out_shape = [n, oh, ow, cout]
     dy = tf.constant(rng.normal(size=out_shape).astype(np.float32))
-    results = []
-    for fn in (
-        lambda x, k: tf.nn.conv2d_transpose(x, k, out_shape, s, padding),
-        lambda x, k: thin_output_conv2d_transpose(x, k, out_shape, (s, s), padding),
-    ):
-        with tf.GradientTape() as tape:
-            tape.watch([x, kern])
-            y = fn(x, kern)
-        results.append([y.numpy()] + [g.numpy() for g in tape.gradient(y, [x, kern], output_gradients=dy)])
-    for a, b in zip(results[1], results[0]):
-        assert a.shape == b.shape
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
+    ref = values_and_grads(lambda x, k: tf.nn.conv2d_transpose(x, k, out_shape, s, padding), x, kern, dy)
+    got = values_and_grads(lambda x, k: thin_output_conv2d_transpose(x, k, out_shape, (s, s), padding), x, kern, dy)
+    assert_all_close(got, ref, rtol=1e-5)
 
 
 def test_thin_output_transpose_rule():

@@ -10,6 +10,8 @@ from colourise_tf import winograd
 from colourise_tf.layers import ConvBlock, SpectralNorm, conv_forward
 from colourise_tf.winograd import TILE, toom_cook, winograd_conv2d, winograd_wanted
 
+from helpers import assert_all_close, values_and_grads
+
 
 @pytest.mark.parametrize("m, r", [(4, 3), (3, 4), (2, 5), (2, 3), (2, 4)])
 def test_toom_cook_1d_is_correlation(m, r):
@@ -26,14 +28,6 @@ def test_toom_cook_1d_is_correlation(m, r):
 def test_toom_cook_needs_enough_points():
     with pytest.raises(ValueError, match="points"):
         toom_cook(4, 4, (0.0, 1.0))
-
-
-def _conv_and_grads(fn, x, k, dy):
-    with tf.GradientTape() as tape:
-        tape.watch([x, k])
-        y = fn(x, k)
-    dx, dk = tape.gradient(y, [x, k], output_gradients=dy)
-    return y.numpy(), dx.numpy(), dk.numpy()
 
 
 @pytest.mark.parametrize(
@@ -57,12 +51,10 @@ def test_winograd_equals_conv2d_values_and_gradients(n, h, w, cin, cout, r, pads
     def reference(x, k):
         return tf.nn.conv2d(tf.pad(x, [[0, 0], list(pads[0]), list(pads[1]), [0, 0]]), k, 1, "VALID")
 
-    ref = _conv_and_grads(reference, x, k, dy)
-    got = _conv_and_grads(lambda x, k: winograd_conv2d(x, k, pads), x, k, dy)
+    ref = values_and_grads(reference, x, k, dy)
+    got = values_and_grads(lambda x, k: winograd_conv2d(x, k, pads), x, k, dy)
     assert got[0].shape == (n, ho, wo, cout)  # the shape formula of a VALID conv of the padded input
-    for a, b in zip(got, ref):
-        assert a.shape == b.shape
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
+    assert_all_close(got, ref, rtol=1e-4)
 
 
 def test_winograd_dynamic_batch_in_tf_function():
@@ -136,8 +128,7 @@ def test_conv_block_training_uses_winograd_with_the_same_values_and_gradients(wi
     assert not winograd_calls  # inference keeps the conv op
     fast = run(True)
     assert winograd_calls  # training took the Winograd path
-    for a, b in zip(fast, plain):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
+    assert_all_close(fast, plain, rtol=1e-4)
 
 
 def test_spectral_norm_conv_training_routes_through_winograd(winograd_calls):
