@@ -15,12 +15,17 @@
    (also in bfloat16), and which one ``conv_forward`` takes in training
    (``winograd_wanted``, ``thin_output_wanted``); and the U-Net's 128->2 transposed
    chroma conv, direct against ``thin_output_conv2d_transpose``.
+4. Few-position convs and transposed convs, forward and both gradients, float32
+   (``--only gemm``): the U-Net's deep layers at 256x256 and 128x128 and the
+   PatchGAN's stride-1 layer at its small scales, TF's ops as ``conv_forward`` used
+   them before (oneDNN, with the GEMM kernel gradient where ``_filter_grad_fn`` says)
+   against ``colourise_tf.gemm_conv``, and whether ``gemm_conv_wanted`` takes it.
 
 Medians of interleaved repeats, float32 and bfloat16, batch 4; prints a table and
 writes JSON. ``--intra-op-threads 1`` measures the way training runs on a 2-core CPU
 (one thread per op, two ops at a time; ``training/runtime.py``).
 
-    python benchmarks/layer_kernels.py [--repeats 9] [--only ibn filter_gradient winograd]
+    python benchmarks/layer_kernels.py [--repeats 9] [--only ibn filter_gradient winograd gemm]
         [--intra-op-threads N] [--out benchmarks/results/layer_kernels.json]
 """
 
@@ -36,12 +41,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from colourise_tf import gemm_conv as G
 from colourise_tf import layers as L
 from colourise_tf import thin_conv as TC
 from colourise_tf import winograd as W
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 4
+SECTIONS = ("ibn", "filter_gradient", "winograd", "gemm")
 
 
 def _median_ms(fns: dict, repeats: int) -> dict:
@@ -192,19 +199,73 @@ def _thin_transpose_case(n, cin, cout, repeats, dtype):
     return res
 
 
+def _gemm_case(kind, n, cin, cout, stride, pad, repeats):
+    """fwd + both gradients of a 4x4 conv (``pad`` zeros per side, VALID) or "same"
+    transposed conv, float32: the pre-existing TF path against :mod:`gemm_conv`."""
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(BATCH, n, n, cin)).astype(np.float32))
+    if kind == "convT":
+        k = tf.constant((rng.normal(size=(4, 4, cout, cin)) * 0.05).astype(np.float32))
+        out_shape = [BATCH, n * stride, n * stride, cout]
+        rows = BATCH * n * n
+        fg = L._filter_grad_fn(rows, k.shape, (stride, stride), tf.float32)
+        if fg is None:
+            def tf_path(x, k):
+                return tf.nn.conv2d_transpose(x, k, out_shape, stride, "SAME")
+        else:
+            def tf_path(x, k):
+                return L._conv2d_transpose_custom_grad(x, k, out_shape, (stride, stride), "SAME", fg)
+
+        def gemm(x, k):
+            return G.gemm_conv2d_transpose(x, k, out_shape, (stride, stride), "SAME")
+    else:
+        k = tf.constant((rng.normal(size=(4, 4, cin, cout)) * 0.05).astype(np.float32))
+        on = (n + 2 * pad - 4) // stride + 1
+        rows = BATCH * on * on
+        fg = L._filter_grad_fn(rows, k.shape, (stride, stride), tf.float32)
+
+        def padded(x):
+            return tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+
+        if fg is None:
+            def tf_path(x, k):
+                return tf.nn.conv2d(padded(x), k, stride, "VALID")
+        else:
+            def tf_path(x, k):
+                return L._conv2d_custom_grad(padded(x), k, (stride, stride), "VALID", fg)
+
+        def gemm(x, k):
+            return G.gemm_conv2d(x, k, (stride, stride), ((pad, pad), (pad, pad)))
+    y = tf_path(x, k)
+    dy = tf.constant(rng.normal(size=y.shape).astype(np.float32))
+    fns = {"tf": _fwd_bwd(tf_path, x, k, dy), "gemm": _fwd_bwd(gemm, x, k, dy)}
+    rel = _max_rel_diff(fns["tf"](), fns["gemm"]())
+    res = _median_ms(fns, repeats)
+    res.update(rows=rows, max_rel_diff=rel,
+               chosen="gemm" if G.gemm_conv_wanted(rows, k.shape, (stride, stride), tf.float32, True) else "tf")
+    return res
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
+            return next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
+    except OSError:
+        return ""
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "layer_kernels.json"))
-    p.add_argument("--only", nargs="+", choices=("ibn", "filter_gradient", "winograd"),
-                   default=("ibn", "filter_gradient", "winograd"))
+    p.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS)
     p.add_argument("--intra-op-threads", type=int, default=0, help="0: TensorFlow's default pools")
     args = p.parse_args()
     if args.intra_op_threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-    out = {"batch": BATCH, "intra_op_threads": args.intra_op_threads or "tf default",
-           "ibn": [], "filter_gradient": [], "winograd": []}
+    out = {"batch": BATCH, "intra_op_threads": args.intra_op_threads or "tf default", "cpu": _cpu_name(),
+           **{section: [] for section in SECTIONS}}
     ibn_shapes = {"unet dec6 (128x128x64)": (BATCH, 128, 128, 64), "unet enc2 (64x64x128)": (BATCH, 64, 64, 128),
                   "unet dec3 (16x16x512)": (BATCH, 16, 16, 512)}
     for dtype in (tf.float32, tf.bfloat16) if "ibn" in args.only else ():
@@ -253,13 +314,31 @@ def main() -> None:
         print(f"T   unet chroma   128x128 4x4 128->2   {dtype.name:8s} fwd+bwd: direct {res['direct']:7.2f} ms  thin "
               f"{res['thin']:7.2f} ms x{res['direct'] / res['thin']:.2f}   chosen: {res['chosen']:8s}"
               f" (max rel diff {res['max_rel_diff']['thin']:.1e})", flush=True)
+    # (name, kind, input size, C_in, C_out, stride, pad): U-Net layers at 256x256 and 128x128 images (rows =
+    # batch x positions on the small side), the PatchGAN's stride-1 256->512 layer at its smaller scales.
+    gemm_cases = [("enc4 @256", "conv", 32, 256, 512, 2, 1), ("enc5 @256", "conv", 16, 512, 512, 2, 1),
+                  ("enc6 @256", "conv", 8, 512, 512, 2, 1), ("enc7 @256", "conv", 4, 512, 512, 2, 1),
+                  ("enc4 @128", "conv", 16, 256, 512, 2, 1), ("enc7 @128", "conv", 2, 512, 512, 2, 1),
+                  ("dec1 @256", "convT", 2, 512, 512, 2, 0), ("dec2 @256", "convT", 4, 1024, 512, 2, 0),
+                  ("dec3 @256", "convT", 8, 1024, 512, 2, 0), ("dec4 @256", "convT", 16, 1024, 256, 2, 0),
+                  ("dec4 @128", "convT", 8, 1024, 256, 2, 0), ("dec5 @128", "convT", 16, 512, 128, 2, 0),
+                  ("D layer4 x4 @256", "conv", 8, 256, 512, 1, 1), ("D layer4 x4 @128", "conv", 4, 256, 512, 1, 1),
+                  ("D layer4 x2 @256", "conv", 16, 256, 512, 1, 1)]
+    for name, kind, n, cin, cout, stride, pad in gemm_cases if "gemm" in args.only else ():
+        res = _gemm_case(kind, n, cin, cout, stride, pad, args.repeats)
+        out["gemm"].append({"layer": name, "kind": kind, "input": n, "c_in": cin, "c_out": cout, "stride": stride,
+                            **res})
+        print(f"few {name:17s} {kind:5s} {n:3d}x{n:<3d} {cin:4d}->{cout:<4d} rows {res['rows']:5d} float32 fwd+bwd: "
+              f"tf {res['tf']:7.2f} ms  gemm {res['gemm']:7.2f} ms x{res['tf'] / res['gemm']:.2f}   chosen: "
+              f"{res['chosen']:5s} (max rel diff {res['max_rel_diff']:.1e})", flush=True)
     path = Path(args.out)
-    if path.exists() and set(args.only) != {"ibn", "filter_gradient", "winograd"}:
+    if path.exists() and set(args.only) != set(SECTIONS):
         # A partial run replaces only its own sections of an existing file.
         previous = json.loads(path.read_text())
         out = {**previous, **{k: v for k, v in out.items() if k in args.only}}
         out.setdefault("intra_op_threads_by_section", {}).update(
             {k: args.intra_op_threads or "tf default" for k in args.only})
+        out.setdefault("cpu_by_section", {}).update({k: _cpu_name() for k in args.only})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(out, indent=2))

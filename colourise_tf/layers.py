@@ -83,7 +83,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from colourise_tf import thin_conv, winograd
+from colourise_tf import gemm_conv, thin_conv, winograd
 
 __all__ = [
     "SpectralNorm",
@@ -467,6 +467,8 @@ def conv_forward(layer, x, kernel, explicit_padding: int | None = None, training
         explicit_padding: zero pixels added per side before a "valid" ``Conv2D``
             (the PatchGAN's ``padding=1``); see :func:`_explicit_pad`.
         training: whether the call is part of a training step; only then may a
+            float32 conv or transposed conv over few positions run as GEMMs
+            (:mod:`gemm_conv`, where :func:`gemm_conv.gemm_conv_wanted` says so), a
             float32 stride-1 conv run as :func:`winograd.winograd_conv2d` (where
             :func:`winograd.winograd_wanted` says so) and a conv or transposed conv
             to a few channels in two steps (:mod:`thin_conv`, where its rules say
@@ -493,12 +495,18 @@ def conv_forward(layer, x, kernel, explicit_padding: int | None = None, training
             oh, ow = (h - 1) * strides[0] + kh, (w - 1) * strides[1] + kw
         out_shape = [b, oh, ow, int(kernel.shape[2])]
         padding = layer.padding.upper()
+        if gemm_conv.gemm_conv_wanted(b * h * w, kernel.shape, strides, x.dtype, training):
+            return gemm_conv.gemm_conv2d_transpose(x, kernel, out_shape, strides, padding)
         if thin_conv.thin_output_transpose_wanted(kernel.shape, x.dtype, training):
             return thin_conv.thin_output_conv2d_transpose(x, kernel, out_shape, strides, padding)
         filter_grad = _filter_grad_fn(b * h * w, kernel.shape, strides, x.dtype)
         if filter_grad is not None:
             return _conv2d_transpose_custom_grad(x, kernel, out_shape, strides, padding, filter_grad)
         return tf.nn.conv2d_transpose(x, kernel, out_shape, [1, *strides, 1], padding)
+    if training and _plain(layer) and static:
+        pads = _gemm_pads(layer, x, kernel, explicit_padding)
+        if pads is not None:
+            return gemm_conv.gemm_conv2d(x, kernel, strides, pads)
     if training and _plain(layer) and all(d is not None for d in x.shape[1:]):
         pads = _winograd_pads(layer, x, explicit_padding)
         if pads is not None:
@@ -522,6 +530,24 @@ def conv_forward(layer, x, kernel, explicit_padding: int | None = None, training
         if filter_grad is not None:
             return _conv2d_custom_grad(x, kernel, strides, padding, filter_grad)
     return tf.nn.conv2d(x, kernel, [1, *strides, 1], padding)
+
+
+def _gemm_pads(layer: keras.layers.Conv2D, x, kernel, explicit_padding: int | None):
+    """The ``pads`` for :func:`gemm_conv.gemm_conv2d` if it is wanted, else ``None``.
+
+    ``x`` has a static shape (checked by the caller).
+    """
+    n, h, w = (int(d) for d in x.shape[:3])
+    (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
+    if explicit_padding is not None:
+        pads = ((explicit_padding,) * 2,) * 2
+    else:
+        padding = layer.padding.upper()
+        pads = (gemm_conv.conv_pads(h, kh, sh, padding), gemm_conv.conv_pads(w, kw, sw, padding))
+    rows = n * ((h + sum(pads[0]) - kh) // sh + 1) * ((w + sum(pads[1]) - kw) // sw + 1)
+    if gemm_conv.gemm_conv_wanted(rows, kernel.shape, layer.strides, x.dtype, training=True):
+        return pads
+    return None
 
 
 def _winograd_pads(layer: keras.layers.Conv2D, x, explicit_padding: int | None):

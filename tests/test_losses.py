@@ -421,8 +421,11 @@ def test_feature_loss_resnet50_option():
     assert f.layer == "conv3_block4_out"
     assert f.feature_extractor.trainable_weights == []
     x = tf.random.stateless_uniform([1, 32, 32, 3], seed=[7, 8])
-    assert float(f(x, x)) == 0.0
-    assert float(f(x, 1.0 - x)) > 0.0
+    different = float(f(x, 1.0 - x))
+    assert different > 0.0
+    # Identical inputs: zero up to the backbone's rounding (oneDNN's AVX2 kernels give
+    # the two rows of the stacked batch ~1e-11 apart; AVX-512 ones exactly equal).
+    assert 0.0 <= float(f(x, x)) <= 1e-6 * different
 
 
 def test_feature_loss_bad_arguments():

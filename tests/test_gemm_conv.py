@@ -1,0 +1,132 @@
+"""Few-position convolutions as GEMMs: values and gradients against TF's convs, the
+col2im adjoint identity, the rule, and the routing through ConvBlock."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from colourise_tf import gemm_conv
+from colourise_tf.gemm_conv import col2im, conv_pads, gemm_conv2d, gemm_conv2d_transpose, gemm_conv_wanted, im2col
+from colourise_tf.layers import ConvBlock
+
+from helpers import assert_all_close, values_and_grads
+
+
+@pytest.mark.parametrize(
+    "n, h, w, cin, cout, k, s, padding",
+    [
+        (2, 8, 8, 6, 5, 4, 2, "SAME"),  # the U-Net / PatchGAN stride-2 layers
+        (1, 7, 9, 3, 4, 4, 2, "SAME"),  # odd sizes: asymmetric SAME pads
+        (2, 2, 2, 5, 3, 4, 2, "SAME"),  # one output pixel, kernel mostly on padding
+        (1, 9, 7, 4, 2, 4, 2, "VALID"),  # windows that do not reach the last row/column
+        (2, 6, 5, 3, 3, 3, 1, "SAME"),
+        (1, 6, 6, 2, 3, 4, 1, "VALID"),
+        (1, 5, 5, 2, 2, 1, 1, "VALID"),
+    ],
+)
+def test_gemm_conv2d_equals_conv2d(n, h, w, cin, cout, k, s, padding):
+    rng = np.random.default_rng(n * 100 + h * 10 + w + k + s)
+    x = tf.constant(rng.normal(size=(n, h, w, cin)).astype(np.float32))
+    kern = tf.constant(rng.normal(size=(k, k, cin, cout)).astype(np.float32))
+    ref_y = tf.nn.conv2d(x, kern, s, padding)
+    dy = tf.constant(rng.normal(size=ref_y.shape).astype(np.float32))
+    pads = (conv_pads(h, k, s, padding), conv_pads(w, k, s, padding))
+    ref = values_and_grads(lambda x, kk: tf.nn.conv2d(x, kk, s, padding), x, kern, dy)
+    got = values_and_grads(lambda x, kk: gemm_conv2d(x, kk, (s, s), pads), x, kern, dy)
+    assert_all_close(got, ref, rtol=1e-5)
+
+
+def test_gemm_conv2d_explicit_asymmetric_pads_equal_pad_then_conv():
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.normal(size=(2, 6, 7, 3)).astype(np.float32))
+    kern = tf.constant(rng.normal(size=(4, 4, 3, 4)).astype(np.float32))
+    pads = ((1, 2), (2, 0))
+
+    def ref_fn(x, kk):
+        return tf.nn.conv2d(tf.pad(x, [[0, 0], list(pads[0]), list(pads[1]), [0, 0]]), kk, 1, "VALID")
+
+    dy = tf.constant(rng.normal(size=ref_fn(x, kern).shape).astype(np.float32))
+    got = values_and_grads(lambda x, kk: gemm_conv2d(x, kk, (1, 1), pads), x, kern, dy)
+    assert_all_close(got, values_and_grads(ref_fn, x, kern, dy), rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "n, h, w, cin, cout, k, s, padding",
+    [
+        (2, 4, 4, 6, 5, 4, 2, "SAME"),  # the U-Net decoder layers
+        (1, 1, 1, 4, 3, 4, 2, "SAME"),  # 1x1 -> 2x2, as dec1 at 256x256
+        (1, 3, 5, 3, 2, 4, 2, "SAME"),
+        (2, 3, 4, 3, 2, 4, 2, "VALID"),
+        (1, 5, 4, 2, 3, 3, 1, "SAME"),
+    ],
+)
+def test_gemm_conv2d_transpose_equals_conv2d_transpose(n, h, w, cin, cout, k, s, padding):
+    rng = np.random.default_rng(n * 100 + h * 10 + w + k + s + 7)
+    x = tf.constant(rng.normal(size=(n, h, w, cin)).astype(np.float32))
+    kern = tf.constant(rng.normal(size=(k, k, cout, cin)).astype(np.float32))
+    oh, ow = (h * s, w * s) if padding == "SAME" else ((h - 1) * s + k, (w - 1) * s + k)
+    out_shape = [n, oh, ow, cout]
+    dy = tf.constant(rng.normal(size=out_shape).astype(np.float32))
+    ref = values_and_grads(lambda x, kk: tf.nn.conv2d_transpose(x, kk, out_shape, s, padding), x, kern, dy)
+    got = values_and_grads(lambda x, kk: gemm_conv2d_transpose(x, kk, out_shape, (s, s), padding), x, kern, dy)
+    assert_all_close(got, ref, rtol=1e-5)
+
+
+@pytest.mark.parametrize("k, s, h, pads", [(4, 2, 8, (1, 1)), (4, 2, 7, (1, 2)), (3, 1, 5, (1, 1)), (4, 2, 9, (0, 0))])
+def test_col2im_is_the_adjoint_of_im2col(k, s, h, pads):
+    """<im2col(x), z> == <x, col2im(z)> for random x, z: col2im is im2col's transpose."""
+    rng = np.random.default_rng(k + s + h)
+    x = rng.normal(size=(2, h, h, 3))
+    cols = im2col(tf.constant(x), k, s, pads, pads).numpy()
+    oh = cols.shape[1]
+    z = rng.normal(size=cols.shape)
+    back = col2im(tf.constant(z.reshape(2, oh, oh, k, k, 3)), k, s, h, h, pads[0], pads[0]).numpy()
+    assert back.shape == x.shape
+    np.testing.assert_allclose(np.sum(cols * z), np.sum(x * back), rtol=1e-10)
+
+
+def test_gemm_conv2d_rejects_input_smaller_than_kernel():
+    with pytest.raises(ValueError, match="smaller than the 4x4 kernel"):
+        gemm_conv2d(tf.zeros([1, 2, 2, 1]), tf.zeros([4, 4, 1, 1]), (1, 1), ((0, 0), (0, 0)))
+
+
+def test_gemm_conv_rule(monkeypatch):
+    k = [4, 4, 512, 512]
+    assert gemm_conv_wanted(16, k, (2, 2), tf.float32, training=True)
+    assert gemm_conv_wanted(gemm_conv.MAX_ROWS, k, (2, 2), tf.float32, training=True)
+    assert not gemm_conv_wanted(gemm_conv.MAX_ROWS + 1, k, (2, 2), tf.float32, training=True)
+    assert not gemm_conv_wanted(16, k, (2, 2), tf.float32, training=False)
+    assert not gemm_conv_wanted(16, k, (2, 2), tf.bfloat16, training=True)
+    assert not gemm_conv_wanted(16, [4, 4, 64, 128], (2, 2), tf.float32, training=True)  # few channels
+    assert not gemm_conv_wanted(16, [3, 3, 512, 512], (2, 2), tf.float32, training=True)  # k % s != 0
+    assert gemm_conv_wanted(16, [3, 3, 512, 512], (1, 1), tf.float32, training=True)
+    monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: ["dev"] if kind == "GPU" else [])
+    gemm_conv.cpu_only.cache_clear()
+    try:
+        assert not gemm_conv_wanted(16, k, (2, 2), tf.float32, training=True)
+    finally:
+        monkeypatch.undo()
+        gemm_conv.cpu_only.cache_clear()
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_conv_block_takes_gemm_path_in_training_only(monkeypatch, transpose):
+    monkeypatch.setattr(gemm_conv, "MIN_CHANNEL_PRODUCT", 1)
+    name = "gemm_conv2d_transpose" if transpose else "gemm_conv2d"
+    calls = []
+    real = getattr(gemm_conv, name)
+
+    def spy(*args):
+        calls.append(args[0].shape)
+        return real(*args)
+
+    monkeypatch.setattr(gemm_conv, name, spy)
+    block = ConvBlock(6, 4, 2, transpose=transpose, spectral_norm=True, use_bias=True, padding="same" if transpose else 1)
+    x = tf.constant(np.random.default_rng(5).normal(size=(2, 4, 4, 5)).astype(np.float32))
+    y_inf = block(x, training=False)
+    assert not calls
+    y_train = block(x, training=True)
+    assert len(calls) == 1 and y_train.shape == y_inf.shape
+    np.testing.assert_allclose(block(x, training=False).numpy(), y_train.numpy(), rtol=1e-4, atol=1e-5)
