@@ -316,11 +316,12 @@ def main() -> None:
               f" (max rel diff {res['max_rel_diff']['thin']:.1e})", flush=True)
     # (name, kind, input size, C_in, C_out, stride, pad): U-Net layers at 256x256 and 128x128 images (rows =
     # batch x positions on the small side), the PatchGAN's stride-1 256->512 layer at its smaller scales.
-    gemm_cases = [("enc4 @256", "conv", 32, 256, 512, 2, 1), ("enc5 @256", "conv", 16, 512, 512, 2, 1),
+    gemm_cases = [("enc3 @256", "conv", 64, 128, 256, 2, 1), ("enc4 @256", "conv", 32, 256, 512, 2, 1), ("enc5 @256", "conv", 16, 512, 512, 2, 1),
                   ("enc6 @256", "conv", 8, 512, 512, 2, 1), ("enc7 @256", "conv", 4, 512, 512, 2, 1),
                   ("enc4 @128", "conv", 16, 256, 512, 2, 1), ("enc7 @128", "conv", 2, 512, 512, 2, 1),
                   ("dec1 @256", "convT", 2, 512, 512, 2, 0), ("dec2 @256", "convT", 4, 1024, 512, 2, 0),
                   ("dec3 @256", "convT", 8, 1024, 512, 2, 0), ("dec4 @256", "convT", 16, 1024, 256, 2, 0),
+                  ("dec5 @256", "convT", 32, 512, 128, 2, 0), ("dec6 @256", "convT", 64, 256, 64, 2, 0),
                   ("dec4 @128", "convT", 8, 1024, 256, 2, 0), ("dec5 @128", "convT", 16, 512, 128, 2, 0),
                   ("D layer4 x4 @256", "conv", 8, 256, 512, 1, 1), ("D layer4 x4 @128", "conv", 4, 256, 512, 1, 1),
                   ("D layer4 x2 @256", "conv", 16, 256, 512, 1, 1)]

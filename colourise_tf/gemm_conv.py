@@ -26,8 +26,9 @@ import tensorflow as tf
 from colourise_tf.winograd import cpu_only
 
 # Rule thresholds of gemm_conv_wanted (module-level so tests can force the path).
-MAX_ROWS = 512  # GEMM rows: batch x positions on the layer's small side
-MIN_CHANNEL_PRODUCT = 1 << 16  # C_in x C_out
+MAX_ROWS = 1024  # GEMM rows: batch x positions on the layer's small side
+MIN_CHANNEL_PRODUCT = 1 << 17  # C_in x C_out
+MAX_ROWS_VS_WINOGRAD = 256  # where colourise_tf.winograd also applies, it wins above this
 DTYPES = ("float32",)
 
 
@@ -37,13 +38,18 @@ def gemm_conv_wanted(rows: int, kernel_shape, strides, dtype, training: bool) ->
     Training on a CPU-only host, float32, at most ``MAX_ROWS`` positions on the
     layer's small side (the output of a conv, the input of a transposed conv; batch
     included), ``C_in x C_out >= MIN_CHANNEL_PRODUCT``, and a square kernel whose size
-    is a multiple of the square stride. Measured fwd+bwd with one thread at batch 4
-    (``benchmarks/layer_kernels.py --only gemm``, AMD Zen 3): U-Net transposed convs
-    1024->512 5.8-8.6x faster at 16-64 rows, 1024->256 2.1x at 256; encoder convs
-    512->512 3.9-5.5x, 256->512 2.2x at 256 rows; the PatchGAN's stride-1 256->512
-    4.5x at 144 rows and 2.1x at 400. Around 1024 rows the two are level (0.97-1.09x),
-    and layers with fewer channels gain little or lose (64->128: 0.86x at 256 rows).
-    bfloat16 keeps oneDNN's kernels: this CPU has no native bfloat16 to measure on.
+    is a multiple of the square stride. (``conv_forward`` also leaves convs with more
+    than ``MAX_ROWS_VS_WINOGRAD`` rows to Winograd where that applies.)
+
+    Measured fwd+bwd with one thread at batch 4 on AMD Zen 3 (AVX2), against the TF
+    path ``conv_forward`` took before (``benchmarks/layer_kernels.py --only gemm
+    --intra-op-threads 1``): U-Net transposed convs 1024->512 4.9x at 64 rows and
+    2.2x at 256, 512->512 5.9x at 16, 1024->256 2.25x at 256 and 1.47x at 1024;
+    encoder convs 512->512 7.1x at 16 rows, 3.9x at 64, 2.0x at 256, 256->512 1.7x at
+    256 and 1.2x at 1024; the PatchGAN's stride-1 256->512 4.4x at 36 rows and 2.1x
+    at 196 (Winograd: 1.5x at 196, 2.3x at 484 where GEMMs give 1.4x). Layers with
+    fewer channels or more rows lose: 512->128 at 4096 rows 0.84x, 128->256 at 4096
+    0.68x. bfloat16 keeps oneDNN's kernels: this CPU has no native bfloat16.
     """
     if not training or getattr(dtype, "name", dtype) not in DTYPES:
         return False

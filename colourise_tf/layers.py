@@ -545,9 +545,11 @@ def _gemm_pads(layer: keras.layers.Conv2D, x, kernel, explicit_padding: int | No
         padding = layer.padding.upper()
         pads = (gemm_conv.conv_pads(h, kh, sh, padding), gemm_conv.conv_pads(w, kw, sw, padding))
     rows = n * ((h + sum(pads[0]) - kh) // sh + 1) * ((w + sum(pads[1]) - kw) // sw + 1)
-    if gemm_conv.gemm_conv_wanted(rows, kernel.shape, layer.strides, x.dtype, training=True):
-        return pads
-    return None
+    if not gemm_conv.gemm_conv_wanted(rows, kernel.shape, layer.strides, x.dtype, training=True):
+        return None
+    if rows > gemm_conv.MAX_ROWS_VS_WINOGRAD and _winograd_pads(layer, x, explicit_padding) is not None:
+        return None
+    return pads
 
 
 def _winograd_pads(layer: keras.layers.Conv2D, x, explicit_padding: int | None):

@@ -130,3 +130,18 @@ def test_conv_block_takes_gemm_path_in_training_only(monkeypatch, transpose):
     y_train = block(x, training=True)
     assert len(calls) == 1 and y_train.shape == y_inf.shape
     np.testing.assert_allclose(block(x, training=False).numpy(), y_train.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("size, path", [(8, "gemm"), (16, "winograd")])
+def test_stride1_conv_goes_to_gemm_when_few_rows_else_winograd(size, path):
+    """The PatchGAN's 4x4 stride-1 256->512 layer: 7x7 outputs (196 rows) as GEMMs,
+    15x15 (900 rows) left to Winograd, which is faster there."""
+    from colourise_tf.layers import _gemm_pads, _winograd_pads
+
+    block = ConvBlock(512, 4, 1, padding=1)
+    x = tf.zeros([4, size, size, 256])
+    block(x[:1, :8, :8], training=False)  # build
+    conv = block.conv_layer
+    gemm = _gemm_pads(conv, x, conv.kernel, 1)
+    assert (gemm is not None) == (path == "gemm")
+    assert _winograd_pads(conv, x, 1) is not None  # Winograd would apply to both
