@@ -241,17 +241,32 @@ def _gemm_case(kind, n, cin, cout, stride, pad, repeats):
     fns = {"tf": _fwd_bwd(tf_path, x, k, dy), "gemm": _fwd_bwd(gemm, x, k, dy)}
     rel = _max_rel_diff(fns["tf"](), fns["gemm"]())
     res = _median_ms(fns, repeats)
-    res.update(rows=rows, max_rel_diff=rel,
-               chosen="gemm" if G.gemm_conv_wanted(rows, k.shape, (stride, stride), tf.float32, True) else "tf")
+    res.update(rows=rows, max_rel_diff=rel, chosen=_gemm_chosen(kind, n, k.shape, stride, pad, rows))
     return res
 
 
+def _gemm_chosen(kind, n, kernel_shape, stride, pad, rows) -> str:
+    """The path ``conv_forward`` takes in float32 training: gemm, winograd or tf."""
+    if not G.gemm_conv_wanted(rows, kernel_shape, (stride, stride), tf.float32, True):
+        return "tf"
+    if kind == "conv" and stride == 1 and rows > G.MAX_ROWS_VS_WINOGRAD:
+        on = n + 2 * pad - int(kernel_shape[0]) + 1
+        if W.winograd_wanted(kernel_shape, (1, 1), (on, on), tf.float32, training=True):
+            return "winograd"
+    return "gemm"
+
+
 def _cpu_name() -> str:
+    """The CPU's model name and its widest vector/bf16 feature (``/proc/cpuinfo``)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
-            return next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
+            lines = f.read().splitlines()
     except OSError:
         return ""
+    model = next((l.split(":", 1)[1].strip() for l in lines if l.startswith("model name")), "")
+    flags = set(next((l.split(":", 1)[1].split() for l in lines if l.startswith("flags")), []))
+    best = next((f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in flags), "no AVX2")
+    return f"{model} ({best})"
 
 
 def main() -> None:
