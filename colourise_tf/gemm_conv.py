@@ -3,9 +3,10 @@
 Where a layer sees few spatial positions and many channels (the U-Net's 2x2-8x8
 layers at batch 4), the work is one skinny GEMM against a large kernel, and how
 the kernel is read decides the time. On the AVX2 CPU this project was measured on
-(AMD Zen 3, no AVX-512), oneDNN's kernels for these layers reorder the kernel on
-every call, and TF's ``MatMul`` with a large *transposed* second operand copies
-it first; both run at memory-transpose speed (a 32 MB kernel: ~90-110 ms):
+(AMD Zen 3, no AVX-512), TF's ``MatMul`` with a large *transposed* second operand
+copies it first, at memory-transpose speed (a 32 MB kernel: ~90-110 ms), and
+oneDNN's kernels for these layers run as slowly (presumably re-laying out the kernel
+on every call):
 the U-Net's 1024->512 transposed convs took ~360-390 ms forward at 2x2 and 4x4
 inputs. Here every product reads the kernel as stored:
 

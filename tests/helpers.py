@@ -71,6 +71,20 @@ def values_and_grads(fn, x, kernel, dy) -> list[np.ndarray]:
     return [y.numpy()] + [g.numpy() for g in tape.gradient(y, [x, kernel], output_gradients=dy)]
 
 
+def assert_matches_conv2d_transpose(impl, n, h, w, cin, cout, k, s, padding, seed: int, rtol: float = 1e-5) -> None:
+    """``impl(x, kernel, out_shape, (s, s), padding)`` against ``tf.nn.conv2d_transpose``
+    on random data: values and both gradients. ``kernel`` is ``[k, k, cout, cin]``."""
+    rng = np.random.default_rng(seed)
+    x = tf.constant(rng.normal(size=(n, h, w, cin)).astype(np.float32))
+    kern = tf.constant(rng.normal(size=(k, k, cout, cin)).astype(np.float32))
+    oh, ow = (h * s, w * s) if padding == "SAME" else ((h - 1) * s + k, (w - 1) * s + k)
+    out_shape = [n, oh, ow, cout]
+    dy = tf.constant(rng.normal(size=out_shape).astype(np.float32))
+    ref = values_and_grads(lambda x, kk: tf.nn.conv2d_transpose(x, kk, out_shape, s, padding), x, kern, dy)
+    got = values_and_grads(lambda x, kk: impl(x, kk, out_shape, (s, s), padding), x, kern, dy)
+    assert_all_close(got, ref, rtol=rtol)
+
+
 def assert_all_close(got, ref, rtol: float) -> None:
     """Each array of ``got`` has the shape of ``ref``'s and is within ``rtol`` of it
     (absolute tolerance ``rtol`` times the reference's largest magnitude)."""

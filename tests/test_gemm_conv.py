@@ -11,7 +11,7 @@ from colourise_tf import gemm_conv
 from colourise_tf.gemm_conv import col2im, conv_pads, gemm_conv2d, gemm_conv2d_transpose, gemm_conv_wanted, im2col
 from colourise_tf.layers import ConvBlock
 
-from helpers import assert_all_close, values_and_grads
+from helpers import assert_all_close, assert_matches_conv2d_transpose, values_and_grads
 
 
 @pytest.mark.parametrize(
@@ -63,15 +63,7 @@ def test_gemm_conv2d_explicit_asymmetric_pads_equal_pad_then_conv():
     ],
 )
 def test_gemm_conv2d_transpose_equals_conv2d_transpose(n, h, w, cin, cout, k, s, padding):
-    rng = np.random.default_rng(n * 100 + h * 10 + w + k + s + 7)
-    x = tf.constant(rng.normal(size=(n, h, w, cin)).astype(np.float32))
-    kern = tf.constant(rng.normal(size=(k, k, cout, cin)).astype(np.float32))
-    oh, ow = (h * s, w * s) if padding == "SAME" else ((h - 1) * s + k, (w - 1) * s + k)
-    out_shape = [n, oh, ow, cout]
-    dy = tf.constant(rng.normal(size=out_shape).astype(np.float32))
-    ref = values_and_grads(lambda x, kk: tf.nn.conv2d_transpose(x, kk, out_shape, s, padding), x, kern, dy)
-    got = values_and_grads(lambda x, kk: gemm_conv2d_transpose(x, kk, out_shape, (s, s), padding), x, kern, dy)
-    assert_all_close(got, ref, rtol=1e-5)
+    assert_matches_conv2d_transpose(gemm_conv2d_transpose, n, h, w, cin, cout, k, s, padding, n * 100 + h * 10 + w + k)
 
 
 @pytest.mark.parametrize("k, s, h, pads", [(4, 2, 8, (1, 1)), (4, 2, 7, (1, 2)), (3, 1, 5, (1, 1)), (4, 2, 9, (0, 0))])

@@ -10,7 +10,7 @@ from colourise_tf import thin_conv
 from colourise_tf.layers import ConvBlock
 from colourise_tf.thin_conv import thin_output_conv2d, thin_output_wanted
 
-from helpers import assert_all_close, values_and_grads
+from helpers import assert_all_close, assert_matches_conv2d_transpose, values_and_grads
 
 
 @pytest.mark.parametrize(
@@ -65,15 +65,7 @@ def test_patchgan_output_block_uses_thin_path_in_training_only(monkeypatch):
 def test_thin_output_transpose_equals_conv2d_transpose(n, h, w, cin, cout, k, s, padding):
     from colourise_tf.thin_conv import thin_output_conv2d_transpose
 
-    rng = np.random.default_rng(n + h + w + k + s)
-    x = tf.constant(rng.normal(size=(n, h, w, cin)).astype(np.float32))
-    kern = tf.constant(rng.normal(size=(k, k, cout, cin)).astype(np.float32))  # [kh, kw, out, in]
-    oh, ow = (h * s, w * s) if padding == "SAME" else ((h - 1) * s + k, (w - 1) * s + k)
-    out_shape = [n, oh, ow, cout]
-    dy = tf.constant(rng.normal(size=out_shape).astype(np.float32))
-    ref = values_and_grads(lambda x, k: tf.nn.conv2d_transpose(x, k, out_shape, s, padding), x, kern, dy)
-    got = values_and_grads(lambda x, k: thin_output_conv2d_transpose(x, k, out_shape, (s, s), padding), x, kern, dy)
-    assert_all_close(got, ref, rtol=1e-5)
+    assert_matches_conv2d_transpose(thin_output_conv2d_transpose, n, h, w, cin, cout, k, s, padding, n + h + w + k + s)
 
 
 def test_thin_output_transpose_rule():
