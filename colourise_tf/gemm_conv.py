@@ -22,9 +22,11 @@ so it needs ``k % s == 0`` (all presets: 4x4 kernels with stride 1 or 2, 3x3 wit
 
 from __future__ import annotations
 
+import functools
+
 import tensorflow as tf
 
-from colourise_tf.winograd import cpu_only
+from colourise_tf.cpu import cpu_flags, cpu_only
 
 # Rule thresholds of gemm_conv_wanted (module-level so tests can force the path).
 MAX_ROWS = 1024  # GEMM rows: batch x positions on the layer's small side
@@ -36,7 +38,7 @@ DTYPES = ("float32",)
 def gemm_conv_wanted(rows: int, kernel_shape, strides, dtype, training: bool) -> bool:
     """Whether :func:`colourise_tf.layers.conv_forward` uses this module's convs.
 
-    Training on a CPU-only host, float32, at most ``MAX_ROWS`` positions on the
+    Training on a CPU-only host without AVX-512 (see :func:`_avx512`), float32, at most ``MAX_ROWS`` positions on the
     layer's small side (the output of a conv, the input of a transposed conv; batch
     included), ``C_in x C_out >= MIN_CHANNEL_PRODUCT``, and a square kernel whose size
     is a multiple of the square stride. (``conv_forward`` also leaves convs with more
@@ -58,7 +60,14 @@ def gemm_conv_wanted(rows: int, kernel_shape, strides, dtype, training: bool) ->
     sh, sw = (int(v) for v in strides)
     if kh != kw or sh != sw or kh % sh or rows > MAX_ROWS or ci * co < MIN_CHANNEL_PRODUCT:
         return False
-    return cpu_only()
+    return cpu_only() and not _avx512()
+
+
+@functools.lru_cache(maxsize=None)
+def _avx512() -> bool:
+    """CPUs with AVX-512 keep TF's kernels: the gain was measured on AVX2 only (AMD
+    Zen 3); on the AVX-512 machine the float32 step met its target without this path."""
+    return "avx512f" in cpu_flags()
 
 
 def conv_pads(size: int, k: int, s: int, padding: str) -> tuple[int, int]:

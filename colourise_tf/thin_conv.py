@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from colourise_tf.winograd import cpu_only
+from colourise_tf.cpu import cpu_only
 
 # Rule thresholds of thin_output_wanted (module-level so tests can force the path).
 MAX_OUTPUT_CHANNELS = 4

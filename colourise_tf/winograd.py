@@ -33,6 +33,8 @@ import functools
 import numpy as np
 import tensorflow as tf
 
+from colourise_tf.cpu import cpu_only
+
 # Interpolation points of the 6-point transforms (plus the point at infinity).
 _POINTS = (0.0, 1.0, -1.0, 0.5, -2.0)
 # Output tile size per kernel size: m + r - 1 = 6 for each.
@@ -67,12 +69,6 @@ def toom_cook(m: int, r: int, points: tuple[float, ...] = _POINTS) -> tuple[np.n
     v[:-1] = pts[:, None] ** np.arange(n)
     a[-1, -1] = g[-1, -1] = v[-1, -1] = 1.0  # the point at infinity: leading coefficients
     return a.T, g, np.linalg.inv(v).T
-
-
-@functools.lru_cache(maxsize=None)
-def cpu_only() -> bool:
-    """Whether TensorFlow sees no GPU and no TPU (initialises the runtime; cached)."""
-    return not tf.config.list_logical_devices("GPU") and not tf.config.list_logical_devices("TPU")
 
 
 def winograd_wanted(kernel_shape, strides, out_hw, dtype, training: bool) -> bool:

@@ -85,6 +85,7 @@ def test_gemm_conv2d_rejects_input_smaller_than_kernel():
 
 
 def test_gemm_conv_rule(monkeypatch):
+    monkeypatch.setattr(gemm_conv, "_avx512", lambda: False)
     k = [4, 4, 512, 512]
     assert gemm_conv_wanted(16, k, (2, 2), tf.float32, training=True)
     assert gemm_conv_wanted(gemm_conv.MAX_ROWS, k, (2, 2), tf.float32, training=True)
@@ -94,6 +95,9 @@ def test_gemm_conv_rule(monkeypatch):
     assert not gemm_conv_wanted(16, [4, 4, 64, 128], (2, 2), tf.float32, training=True)  # few channels
     assert not gemm_conv_wanted(16, [3, 3, 512, 512], (2, 2), tf.float32, training=True)  # k % s != 0
     assert gemm_conv_wanted(16, [3, 3, 512, 512], (1, 1), tf.float32, training=True)
+    monkeypatch.setattr(gemm_conv, "_avx512", lambda: True)  # measured on AVX2 only: AVX-512 keeps TF's ops
+    assert not gemm_conv_wanted(16, k, (2, 2), tf.float32, training=True)
+    monkeypatch.setattr(gemm_conv, "_avx512", lambda: False)
     monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: ["dev"] if kind == "GPU" else [])
     gemm_conv.cpu_only.cache_clear()
     try:
@@ -106,6 +110,7 @@ def test_gemm_conv_rule(monkeypatch):
 @pytest.mark.parametrize("transpose", [False, True])
 def test_conv_block_takes_gemm_path_in_training_only(monkeypatch, transpose):
     monkeypatch.setattr(gemm_conv, "MIN_CHANNEL_PRODUCT", 1)
+    monkeypatch.setattr(gemm_conv, "_avx512", lambda: False)
     name = "gemm_conv2d_transpose" if transpose else "gemm_conv2d"
     calls = []
     real = getattr(gemm_conv, name)
@@ -125,11 +130,12 @@ def test_conv_block_takes_gemm_path_in_training_only(monkeypatch, transpose):
 
 
 @pytest.mark.parametrize("size, path", [(8, "gemm"), (16, "winograd")])
-def test_stride1_conv_goes_to_gemm_when_few_rows_else_winograd(size, path):
+def test_stride1_conv_goes_to_gemm_when_few_rows_else_winograd(monkeypatch, size, path):
     """The PatchGAN's 4x4 stride-1 256->512 layer: 7x7 outputs (196 rows) as GEMMs,
     15x15 (900 rows) left to Winograd, which is faster there."""
     from colourise_tf.layers import _gemm_pads, _winograd_pads
 
+    monkeypatch.setattr(gemm_conv, "_avx512", lambda: False)
     block = ConvBlock(512, 4, 1, padding=1)
     x = tf.zeros([4, size, size, 256])
     block(x[:1, :8, :8], training=False)  # build

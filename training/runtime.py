@@ -16,6 +16,7 @@ import keras
 import tensorflow as tf
 
 from colourise_tf.config import PRECISIONS, STRATEGIES
+from colourise_tf.cpu import cpu_flags as _cpu_flags
 
 log = logging.getLogger("colourise_tf.training")
 
@@ -55,17 +56,6 @@ def make_strategy(name: str = "default", tpu_address: str | None = None) -> tf.d
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     raise ValueError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def _onednn_enabled() -> bool:
