@@ -45,6 +45,7 @@ from colourise_tf import gemm_conv as G
 from colourise_tf import layers as L
 from colourise_tf import thin_conv as TC
 from colourise_tf import winograd as W
+from colourise_tf.cpu import cpu_summary
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 4
@@ -246,27 +247,16 @@ def _gemm_case(kind, n, cin, cout, stride, pad, repeats):
 
 
 def _gemm_chosen(kind, n, kernel_shape, stride, pad, rows) -> str:
-    """The path ``conv_forward`` takes in float32 training: gemm, winograd or tf."""
-    if not G.gemm_conv_wanted(rows, kernel_shape, (stride, stride), tf.float32, True):
-        return "tf"
-    if kind == "conv" and stride == 1 and rows > G.MAX_ROWS_VS_WINOGRAD:
-        on = n + 2 * pad - int(kernel_shape[0]) + 1
-        if W.winograd_wanted(kernel_shape, (1, 1), (on, on), tf.float32, training=True):
-            return "winograd"
-    return "gemm"
-
-
-def _cpu_name() -> str:
-    """The CPU's model name and its widest vector/bf16 feature (``/proc/cpuinfo``)."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return ""
-    model = next((l.split(":", 1)[1].strip() for l in lines if l.startswith("model name")), "")
-    flags = set(next((l.split(":", 1)[1].split() for l in lines if l.startswith("flags")), []))
-    best = next((f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in flags), "no AVX2")
-    return f"{model} ({best})"
+    """The path ``conv_forward`` takes in float32 training: gemm, winograd or tf
+    (for a conv, through its own ``_gemm_pads`` / ``_winograd_pads``)."""
+    if kind == "convT":
+        return "gemm" if G.gemm_conv_wanted(rows, kernel_shape, (stride, stride), tf.float32, True) else "tf"
+    layer = keras.layers.Conv2D(int(kernel_shape[3]), int(kernel_shape[0]), stride, padding="valid", use_bias=False)
+    layer.build((None, None, None, int(kernel_shape[2])))
+    x = tf.zeros([BATCH, n, n, int(kernel_shape[2])])
+    if L._gemm_pads(layer, x, layer.kernel, pad) is not None:
+        return "gemm"
+    return "winograd" if L._winograd_pads(layer, x, pad) is not None else "tf"
 
 
 def main() -> None:
@@ -279,7 +269,7 @@ def main() -> None:
     if args.intra_op_threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-    out = {"batch": BATCH, "intra_op_threads": args.intra_op_threads or "tf default", "cpu": _cpu_name(),
+    out = {"batch": BATCH, "intra_op_threads": args.intra_op_threads or "tf default", "cpu": cpu_summary(),
            **{section: [] for section in SECTIONS}}
     ibn_shapes = {"unet dec6 (128x128x64)": (BATCH, 128, 128, 64), "unet enc2 (64x64x128)": (BATCH, 64, 64, 128),
                   "unet dec3 (16x16x512)": (BATCH, 16, 16, 512)}
@@ -331,8 +321,9 @@ def main() -> None:
               f" (max rel diff {res['max_rel_diff']['thin']:.1e})", flush=True)
     # (name, kind, input size, C_in, C_out, stride, pad): U-Net layers at 256x256 and 128x128 images (rows =
     # batch x positions on the small side), the PatchGAN's stride-1 256->512 layer at its smaller scales.
-    gemm_cases = [("enc3 @256", "conv", 64, 128, 256, 2, 1), ("enc4 @256", "conv", 32, 256, 512, 2, 1), ("enc5 @256", "conv", 16, 512, 512, 2, 1),
-                  ("enc6 @256", "conv", 8, 512, 512, 2, 1), ("enc7 @256", "conv", 4, 512, 512, 2, 1),
+    gemm_cases = [("enc3 @256", "conv", 64, 128, 256, 2, 1), ("enc4 @256", "conv", 32, 256, 512, 2, 1),
+                  ("enc5 @256", "conv", 16, 512, 512, 2, 1), ("enc6 @256", "conv", 8, 512, 512, 2, 1),
+                  ("enc7 @256", "conv", 4, 512, 512, 2, 1),
                   ("enc4 @128", "conv", 16, 256, 512, 2, 1), ("enc7 @128", "conv", 2, 512, 512, 2, 1),
                   ("dec1 @256", "convT", 2, 512, 512, 2, 0), ("dec2 @256", "convT", 4, 1024, 512, 2, 0),
                   ("dec3 @256", "convT", 8, 1024, 512, 2, 0), ("dec4 @256", "convT", 16, 1024, 256, 2, 0),
@@ -354,7 +345,7 @@ def main() -> None:
         out = {**previous, **{k: v for k, v in out.items() if k in args.only}}
         out.setdefault("intra_op_threads_by_section", {}).update(
             {k: args.intra_op_threads or "tf default" for k in args.only})
-        out.setdefault("cpu_by_section", {}).update({k: _cpu_name() for k in args.only})
+        out.setdefault("cpu_by_section", {}).update({k: cpu_summary() for k in args.only})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(out, indent=2))

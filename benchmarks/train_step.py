@@ -147,13 +147,10 @@ def main() -> None:
             ratios[key] = r["images_per_s"] / tf_pools[0]["images_per_s"]
     for k, v in ratios.items():
         print(f"{k}: x{v:.2f}")
-    cpu = ""
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from colourise_tf.cpu import cpu_summary
+
     out = {
-        "preset": args.preset, "image_size": args.size, "cpu": cpu, "cpu_count": os.cpu_count(),
+        "preset": args.preset, "image_size": args.size, "cpu": cpu_summary(), "cpu_count": os.cpu_count(),
         "results": results, "speedup_vs_float32": ratios,
         "fastest": best and {k: best[k] for k in ("batch", "precision", "xla", "threads", "images_per_s")},
     }

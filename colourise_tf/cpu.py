@@ -17,14 +17,26 @@ def cpu_only() -> bool:
     return not tf.config.list_logical_devices("GPU") and not tf.config.list_logical_devices("TPU")
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags from ``/proc/cpuinfo`` (e.g. ``avx2``, ``avx512f``,
-    ``avx512_bf16``, ``amx_bf16``); empty where that file is missing (not Linux)."""
+def _cpuinfo_field(name: str) -> str:
+    """The first ``name : value`` line's value in ``/proc/cpuinfo``; empty where that
+    file or field is missing (not Linux, not x86)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
             for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                if line.startswith(name):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return set()
+    return ""
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (e.g. ``avx2``, ``avx512f``, ``avx512_bf16``, ``amx_bf16``)."""
+    return set(_cpuinfo_field("flags").split())
+
+
+def cpu_summary() -> str:
+    """The CPU's model name and its widest vector / bf16 feature, for benchmark records."""
+    flags = cpu_flags()
+    best = next((f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in flags), "no AVX2")
+    return f"{_cpuinfo_field('model name')} ({best})"

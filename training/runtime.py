@@ -122,8 +122,8 @@ def auto_threads(strategy: str = "default", xla: bool = False) -> tuple[int, int
     TensorFlow's default (both pools as wide as the machine) in float32 and bfloat16,
     with steadier step times (``benchmarks/train_step.py``, the ``threads`` rows).
     With a GPU, or for a TPU, TensorFlow's default ``(0, 0)`` is kept: there the host
-    threads only feed devices; so it is with ``xla`` (the jit-compiled step is one op that parallelises inside:
-    with one intra-op thread it ran 2x slower).
+    threads only feed devices; so it is with ``xla`` (the jit-compiled step is one op
+    that parallelises inside: with one intra-op thread it ran 2x slower).
     """
     if xla or strategy == "tpu" or tf.config.list_physical_devices("GPU"):
         return 0, 0
