@@ -40,6 +40,8 @@ __all__ = [
     "build_discriminator",
     "build_models",
     "build_preset",
+    "generator_size_multiple",
+    "check_image_size",
 ]
 
 
@@ -127,8 +129,60 @@ def build_discriminator(model_cfg: ModelConfig) -> keras.Model | None:
     return D.multiscale_discriminator(make, m.num_scales, shape, name="discriminator")
 
 
+def generator_size_multiple(model_cfg: ModelConfig) -> int:
+    """The number the generator's input height and width must be a multiple of.
+
+    U-Net: ``2 ** len(gen_filters)`` (one stride-2 level per width, and each decoder
+    output is concatenated with the encoder output of the same size); ResNet:
+    ``2 ** (len(gen_filters) - 1)`` (stride-2 convs after the stem); DCGAN: 8 (two
+    max-pools and a stride-2 conv down, three stride-2 transposed convs up).
+    """
+    m = model_cfg
+    if m.generator.startswith("unet"):
+        return 2 ** len(m.gen_filters)
+    if m.generator == "resnet":
+        return 2 ** (len(m.gen_filters) - 1)
+    if m.generator.startswith("dcgan"):
+        return 8
+    raise ValueError(f"unknown generator {m.generator!r}")
+
+
+def check_image_size(model_cfg: ModelConfig) -> None:
+    """Raises ``ValueError`` naming ``model.image_size`` if the networks cannot run at it.
+
+    The generator needs a multiple of :func:`generator_size_multiple`; a PatchGAN
+    needs at least :func:`discriminators.patchgan_min_input_size` pixels at its
+    coarsest scale (the input halved ``num_scales - 1`` times). Without this check
+    the failure is a shape error deep inside Keras (a ``Concatenate`` of mismatched
+    U-Net levels) or a PatchGAN error naming an internal layer.
+    """
+    m = model_cfg
+    size = int(m.image_size)
+    mult = generator_size_multiple(m)
+    if size % mult:
+        lower, upper = size // mult * mult, (size // mult + 1) * mult
+        choices = f"{lower} or {upper}" if lower else f"{upper}"
+        raise ValueError(
+            f"model.image_size={size} does not suit the {m.generator} generator with "
+            f"{len(m.gen_filters)} widths: it needs a multiple of {mult} (e.g. {choices})"
+        )
+    if m.discriminator == "patchgan":
+        coarsest = size // 2 ** (m.num_scales - 1)
+        need = D.patchgan_min_input_size(len(m.disc_filters))
+        if coarsest < need:
+            raise ValueError(
+                f"model.image_size={size} is too small for the {len(m.disc_filters)}-width PatchGAN at "
+                f"{m.num_scales} scale(s): its coarsest scale would see {coarsest}x{coarsest} pixels, "
+                f"it needs at least {need}x{need} (model.image_size >= {need * 2 ** (m.num_scales - 1)})"
+            )
+
+
 def build_models(cfg: ExperimentConfig) -> tuple[keras.Model, keras.Model | None]:
-    """``(generator, discriminator or None)`` for an experiment config."""
+    """``(generator, discriminator or None)`` for an experiment config.
+
+    Checks first that both can run at ``cfg.model.image_size`` (:func:`check_image_size`).
+    """
+    check_image_size(cfg.model)
     return build_generator(cfg.model), build_discriminator(cfg.model)
 
 

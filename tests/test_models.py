@@ -6,6 +6,8 @@ smallest input their depth allows, so the whole file runs in well under a minute
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -379,3 +381,46 @@ def test_forward_under_mixed_bfloat16():
     finally:
         keras.mixed_precision.set_global_policy(previous)
     assert keras.mixed_precision.global_policy().name == previous.name
+
+
+# ------------------------------------------------------------------ image size check
+
+
+@pytest.mark.parametrize(
+    "name,sizes", [("tiny", (24, 30, 32)), ("resnet-patchgan", (26, 28)), ("dcgan-sky", (60, 64)),
+                   ("unet-pixelgan-bn", (24, 32, 40, 48))],
+)
+def test_check_image_size_agrees_with_the_generator_itself(name, sizes):
+    """Sizes the check accepts run to a same-sized output; the ones it rejects do not."""
+    base = reduced(name)
+    g = models.build_generator(base.model)
+    c_in = models.generator_input_channels(base.model)
+    for size in sizes:
+        m = dataclasses.replace(base.model, image_size=size, discriminator="none", num_scales=1)
+        try:
+            models.check_image_size(m)
+            accepted = True
+        except ValueError as e:
+            accepted = False
+            assert f"model.image_size={size}" in str(e) and "multiple of" in str(e)
+        try:
+            out = g(_x(1, size, size, c_in))
+            runs = tuple(out.shape[1:3]) == (size, size)
+        except Exception:  # noqa: BLE001 -- Keras/TF raise several types for mismatched levels
+            runs = False
+        assert accepted == runs, (name, size, accepted, runs)
+
+
+def test_check_image_size_names_the_smallest_patchgan_input():
+    m = reduced("gorriz-ibn-sn-md").model  # 7-level U-Net, 3-scale 4-width PatchGAN
+    with pytest.raises(ValueError, match=r"model.image_size=64 .*multiple of 128 \(e.g. 128\)"):
+        models.check_image_size(dataclasses.replace(m, image_size=64))
+    models.check_image_size(dataclasses.replace(m, image_size=128))
+    # A 3-width PatchGAN needs 12 pixels (patchgan_min_input_size(3)) at its x4 scale.
+    small_g = dataclasses.replace(m, gen_filters=(8, 8), disc_filters=(8, 8, 8))
+    need = D.patchgan_min_input_size(3)
+    models.check_image_size(dataclasses.replace(small_g, image_size=4 * need))
+    with pytest.raises(ValueError, match=rf"needs at least {need}x{need} \(model.image_size >= {4 * need}\)"):
+        models.check_image_size(dataclasses.replace(small_g, image_size=4 * need - 4))
+    with pytest.raises(ValueError, match="model.image_size=64"):
+        models.build_models(C.apply_overrides(reduced("gorriz-ibn-sn-md"), ["model.image_size=64"]))

@@ -237,6 +237,15 @@ def test_cli_lists_presets_and_rejects_bad_override(tmp_path):
     assert main(["--preset", "no-such-preset", "--workdir", str(tmp_path)]) == 2
 
 
+def test_cli_rejects_an_image_size_the_networks_cannot_run_at(tmp_path, capsys):
+    from training.train import main
+
+    run = tmp_path / "run"
+    assert main(["--preset", "gorriz-ibn-sn-md", "--workdir", str(run), "model.image_size=64"]) == 2
+    err = capsys.readouterr().err
+    assert "model.image_size=64" in err and "multiple of 128" in err and "Traceback" not in err
+    assert not run.exists()  # rejected before anything is written
+
 
 def test_cli_training_on_unusable_images_exits_with_a_message(tmp_path, capsys):
     from training.train import main

@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         cfg = resolve_config(args)
+        from colourise_tf.models import check_image_size  # imports Keras: after --help / --list-presets
+
+        check_image_size(cfg.model)
     except ValueError as exc:
         print(f"colourise-train: {exc}", file=sys.stderr)
         return 2
