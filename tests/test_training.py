@@ -206,6 +206,50 @@ def test_mirrored_two_replicas_equals_single_replica_update():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.skipif(not _two_cpus(), reason="needs two logical CPUs (conftest)")
+@pytest.mark.parametrize("batch", [4, 5, 3])
+def test_host_fed_split_equals_distribute_dataset_split(batch):
+    """The host-fed input splits a global batch as experimental_distribute_dataset does."""
+    from training.loop import _split_over_replicas
+    from training.runtime import make_strategy
+
+    strategy = make_strategy("mirrored")
+    x = {"image": tf.reshape(tf.range(batch * 3), [batch, 3]), "mask": tf.ones([batch, 1])}
+    ref = next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(x))))
+    got = _split_over_replicas(strategy, x)
+    for key in x:
+        a = strategy.experimental_local_results(ref[key])
+        b = strategy.experimental_local_results(got[key])
+        assert len(a) == len(b) == 2
+        for p, q, device in zip(a, b, strategy.extended.worker_devices):
+            np.testing.assert_array_equal(p.numpy(), q.numpy())
+            assert q.device == p.device == tf.DeviceSpec.from_string(device).to_string()
+
+
+@pytest.mark.skipif(not _two_cpus(), reason="needs two logical CPUs (conftest)")
+def test_mirrored_resume_restores_the_input_iterator(tmp_path, caplog):
+    """Two replicas: 4 steps straight == 2 steps then 2 more, the input resumed from the
+    iterator saved in the checkpoint (not by re-reading the batches already seen)."""
+    from training.loop import run_training
+    from training.runtime import make_strategy
+
+    strategy = make_strategy("mirrored")
+    assert strategy.num_replicas_in_sync == 2
+    cfg = lambda steps: tiny(f"train.steps={steps}", "data.batch_size=4", "train.deterministic_ops=true")  # noqa: E731
+    run_training(cfg(4), tmp_path / "straight", strategy=strategy, progress=False)
+    run_training(cfg(2), tmp_path / "resumed", strategy=strategy, progress=False)
+    with caplog.at_level("INFO", logger="colourise_tf.training"):
+        result = run_training(cfg(4), tmp_path / "resumed", strategy=strategy, progress=False)
+    assert result.start_step == 2 and result.final_step == 4
+    assert "input resumes from the iterator saved in the checkpoint" in caplog.text
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(tmp_path / "resumed" / "checkpoints")))
+    assert any(k.startswith("iterator/") for k in reader.get_variable_to_shape_map())
+    a, b = _generator_weights(tmp_path / "straight"), _generator_weights(tmp_path / "resumed")
+    assert set(a) == set(b) and a
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
 def test_sigterm_writes_checkpoint_and_resume_continues(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     cmd = [sys.executable, "-m", "training.train", "--preset", "tiny", "--workdir", str(tmp_path),

@@ -136,8 +136,42 @@ def _iterator_is_checkpointable(dataset: tf.data.Dataset) -> bool:
         return False
 
 
+def _single_worker(strategy: tf.distribute.Strategy) -> bool:
+    """OneDevice and (single-host) Mirrored: strategies whose replicas share one host."""
+    return isinstance(strategy, (tf.distribute.OneDeviceStrategy, tf.distribute.MirroredStrategy))
+
+
+def _split_over_replicas(strategy: tf.distribute.Strategy, batch):
+    """A host batch as per-replica values: consecutive slices, one per replica.
+
+    The same split ``experimental_distribute_dataset`` makes of a global batch (the
+    first ``ceil`` share to the first replicas when it does not divide evenly), each
+    slice copied to its replica's device.
+    """
+    n = strategy.num_replicas_in_sync
+    devices = strategy.extended.worker_devices
+
+    def value_fn(ctx):
+        i = ctx.replica_id_in_sync_group
+
+        def piece(t):
+            bounds = _slice_bounds(int(tf.shape(t)[0]), n)
+            with tf.device(devices[i]):
+                return tf.identity(t[bounds[i]:bounds[i + 1]])
+
+        return tf.nest.map_structure(piece, batch)
+
+    return strategy.experimental_distribute_values_from_function(value_fn)
+
+
+def _slice_bounds(size: int, n: int) -> list[int]:
+    """Bounds of ``n`` consecutive slices of ``size``; the first ``size % n`` get one more."""
+    sizes = [size // n + (1 if j < size % n else 0) for j in range(n)]
+    return [sum(sizes[:j]) for j in range(n + 1)]
+
+
 def _has_iterator(checkpoint: str) -> bool:
-    """Whether a checkpoint holds an input iterator (runs under tf.distribute do not)."""
+    """Whether a checkpoint holds an input iterator (multi-worker and TPU runs do not)."""
     names = tf.train.load_checkpoint(checkpoint).get_variable_to_shape_map()
     return any(name.startswith("iterator/") for name in names)
 
@@ -301,16 +335,28 @@ def _run_training(
         start_step = int(trainer.step.numpy())
         log.info("resuming %s from step %d", latest, start_step)
 
-    # The default strategy hands the tf.data dataset back, whose iterator can be saved;
-    # tf.distribute's own iterators (OneDevice, Mirrored, MultiWorker) are not
-    # Trackable (tensorflow#56372) and resume by skipping instead.
+    # The default strategy hands the tf.data dataset back, whose iterator can be saved.
+    # tf.distribute's own iterators are not Trackable (tensorflow#56372): single-worker
+    # strategies (OneDevice, Mirrored) therefore read the global batch from a plain,
+    # saveable iterator on the host and split it over the replicas themselves
+    # (:func:`_split_over_replicas`); multi-worker and TPU runs resume by skipping.
     plain = isinstance(strategy.experimental_distribute_dataset(dataset), tf.data.Dataset)
-    iterator_saved = plain and _iterator_is_checkpointable(dataset)
+    host_fed = not plain and _single_worker(strategy)
+    iterator_saved = (plain or host_fed) and _iterator_is_checkpointable(dataset)
     restore_iterator = iterator_saved and latest is not None and _has_iterator(latest)
     if start_step and not restore_iterator:
         # Deterministic pipeline: skipping the batches already seen reaches the same position.
         dataset = dataset.skip(start_step)
-    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    if host_fed:
+        iterator = iter(dataset)
+
+        def next_batch():
+            return _split_over_replicas(strategy, next(iterator))
+    else:
+        iterator = iter(strategy.experimental_distribute_dataset(dataset))
+
+        def next_batch():
+            return next(iterator)
     if iterator_saved:
         ckpt_objects = dict(ckpt_objects, iterator=iterator)
     ckpt = tf.train.Checkpoint(**ckpt_objects)
@@ -338,7 +384,7 @@ def _run_training(
     try:
         with _StopFlag() as stop:
             while step < end_step:
-                batch = next(iterator)
+                batch = next_batch()
                 metrics = trainer.train_step(batch)
                 step += 1
                 metrics_np = {k: float(v) for k, v in metrics.items()}
