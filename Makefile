@@ -6,8 +6,10 @@
 #   make bench                pipeline and train-step benchmarks (JSON in benchmarks/results/)
 
 PYTHON   ?= python3
-VENV     ?= .venv
 TF_EXTRA ?= cpu
+# One virtualenv per TensorFlow build: tensorflow-cpu and tensorflow[and-cuda] must not
+# share one (.venv for the CPU build, .venv-gpu for TF_EXTRA=gpu).
+VENV     ?= $(if $(filter cpu,$(TF_EXTRA)),.venv,.venv-$(TF_EXTRA))
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed-$(TF_EXTRA)
 
@@ -19,11 +21,12 @@ PRECISION ?= auto
 DATA_DIR  ?=
 MANUAL_DIR ?=
 # The CPU-sized schedule `make train` uses on the bundled photos (same architecture,
-# 128x128 instead of 256x256 so that it finishes in minutes on two cores). Set
-# OVERRIDES= (empty) for the preset's own schedule, e.g. on ImageNet.
+# 128x128 instead of 256x256 so that it finishes in minutes on two cores). Any other
+# DATASET (e.g. imagenet2012) trains on the preset's own schedule; OVERRIDES="..."
+# replaces either.
 CPU_SCHEDULE := model.image_size=128 data.batch_size=4 train.steps=400 \
   train.checkpoint_every=50 train.log_every=5 train.image_every=50
-OVERRIDES ?= $(CPU_SCHEDULE)
+OVERRIDES ?= $(if $(filter samples,$(DATASET)),$(CPU_SCHEDULE))
 
 .PHONY: install test test-large test-large-only train export eval bench clean
 
@@ -72,4 +75,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/train_step.py
 
 clean:
-	rm -rf $(VENV) runs exports .pytest_cache
+	rm -rf .venv .venv-* runs exports .pytest_cache

@@ -45,12 +45,13 @@ import dataclasses
 import math
 import os
 import re
-import secrets
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from colourise_tf.fileio import atomic_writer
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -271,7 +272,8 @@ def plan_outputs(files: Sequence[str], ext_of: Sequence[str]) -> list[str]:
 
 def atomic_save(image: np.ndarray, path: str | os.PathLike, *, fmt: str) -> None:
     """Writes an image through a temporary file in the destination folder and
-    ``os.replace``, so the destination is either the old file or the complete new one.
+    ``os.replace`` (:func:`colourise_tf.fileio.atomic_writer`), so the destination is
+    either the old file or the complete new one.
 
     Args:
         image: uint8 ``[H, W, 3]`` (RGB) or ``[H, W, 4]`` (RGBA).
@@ -280,28 +282,13 @@ def atomic_save(image: np.ndarray, path: str | os.PathLike, *, fmt: str) -> None
     """
     from PIL import Image
 
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
     mode = "RGBA" if image.shape[-1] == 4 else "RGB"
     pil = Image.fromarray(np.ascontiguousarray(image), mode)
-    # os.open with 0o666 lets the umask pick the permissions, as for any new file.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if fmt == "jpg":
-                pil.save(f, format="JPEG", quality=_JPEG_QUALITY, subsampling=0)
-            else:
-                pil.save(f, format="PNG", compress_level=6)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_writer(path, "wb") as f:
+        if fmt == "jpg":
+            pil.save(f, format="JPEG", quality=_JPEG_QUALITY, subsampling=0)
+        else:
+            pil.save(f, format="PNG", compress_level=6)
 
 
 def _grey_preview(rgb: np.ndarray, colour_space: str) -> np.ndarray:

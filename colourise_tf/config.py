@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
-import tempfile
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+
+from .fileio import atomic_writer
 
 __all__ = [
     "GENERATORS",
@@ -228,6 +230,12 @@ class DataConfig:
     deterministic: bool = True
     segmentation_key: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
+        if self.shuffle_buffer < 1:
+            raise ValueError(f"data.shuffle_buffer must be >= 1, got {self.shuffle_buffer}")
+
 
 @dataclass(frozen=True)
 class OptimConfig:
@@ -237,6 +245,16 @@ class OptimConfig:
     disc_lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
+
+    def __post_init__(self) -> None:
+        for name in ("gen_lr", "disc_lr"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"optim.{name} must be a finite number >= 0, got {value}")
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            if not 0 <= value < 1:
+                raise ValueError(f"optim.{name} must be in [0, 1), got {value}")
 
 
 @dataclass(frozen=True)
@@ -644,12 +662,21 @@ def _parse_scalar(text: str, tp, key: str):
         try:
             return int(text.replace("_", ""))
         except ValueError:
-            f = float(text)
+            try:
+                f = float(text)
+            except ValueError:
+                raise ValueError(f"{key}: cannot parse {text!r} as an integer") from None
             if not f.is_integer():
                 raise ValueError(f"{key}: {text!r} is not an integer") from None
             return int(f)
     if tp is float:
-        return float(text)
+        try:
+            f = float(text)
+        except ValueError:
+            raise ValueError(f"{key}: cannot parse {text!r} as a number") from None
+        if not math.isfinite(f):
+            raise ValueError(f"{key}: {text!r} is not a finite number")
+        return f
     if tp is str:
         return text
     raise ValueError(f"{key}: unsupported field type {tp!r}")
@@ -744,25 +771,27 @@ def save_config(cfg: ExperimentConfig, path: str | os.PathLike) -> None:
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".json.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(to_dict(cfg), f, indent=2, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_writer(path, "w") as f:
+        json.dump(to_dict(cfg), f, indent=2, sort_keys=False)
+        f.write("\n")
 
 
 def load_config(path: str | os.PathLike) -> ExperimentConfig:
-    """Reads a config written by :func:`save_config`."""
-    with open(os.fspath(path), encoding="utf-8") as f:
-        return from_dict(json.load(f))
+    """Reads a config written by :func:`save_config`.
+
+    Raises:
+        ValueError: naming ``path``, if it is not JSON or not a valid configuration.
+    """
+    path = os.fspath(path)
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: not a JSON configuration ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a JSON configuration (a {type(data).__name__}, not an object)")
+    try:
+        return from_dict(data)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
 

@@ -93,6 +93,7 @@ import tensorflow as tf
 
 from colourise_tf import colour, inference, metrics
 from colourise_tf.data import PipelineReport, build_dataset
+from colourise_tf.fileio import atomic_write_text, atomic_writer
 
 __all__ = [
     "EvaluationError",
@@ -340,11 +341,13 @@ class EvaluationResult:
             ax.grid(True, which="major", alpha=0.3)
             ax.legend(fontsize="small")
         path = Path(path)
-        fig.savefig(path, dpi=FIGURE_DPI, format="png")
+        with atomic_writer(path, "wb") as f:
+            fig.savefig(f, dpi=FIGURE_DPI, format="png")
         return path
 
     def save(self, out_dir: str | os.PathLike) -> dict[str, Path]:
-        """Writes ``evaluation.json``, ``evaluation.md`` and ``ab_histograms.png``.
+        """Writes ``evaluation.json``, ``evaluation.md`` and ``ab_histograms.png``
+        (each atomically: :func:`colourise_tf.fileio.atomic_writer`).
 
         Returns:
             ``{"json": path, "markdown": path, "histograms": path}``.
@@ -352,8 +355,8 @@ class EvaluationResult:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {"json": out / JSON_NAME, "markdown": out / MARKDOWN_NAME, "histograms": out / HISTOGRAM_NAME}
-        paths["json"].write_text(json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n")
-        paths["markdown"].write_text(self.markdown())
+        atomic_write_text(paths["json"], json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n")
+        atomic_write_text(paths["markdown"], self.markdown())
         self.plot_histograms(paths["histograms"])
         return paths
 
@@ -950,6 +953,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_out_dir(out: str) -> None:
+    """Raises ``OSError`` if the folder ``out`` could not be created or written to.
+
+    Nothing is created: ``out`` or its nearest existing ancestor must be a writable
+    directory, and no ancestor may be a file.
+    """
+    path = Path(out).absolute()
+    if path.exists():
+        if not path.is_dir():
+            raise NotADirectoryError(20, "exists and is not a directory", out)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(13, "not writable", out)
+        return
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(20, f"cannot be created: {parent} is not a directory", out)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(13, f"cannot be created: {parent} is not writable", out)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``colourise-eval`` entry point.
 
@@ -963,6 +988,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give at least one --model PATH")
     if args.batch_size < 1:
         parser.error("--batch-size must be positive")
+    try:
+        _check_out_dir(args.out)  # before hours of evaluation, not after
+    except OSError as err:
+        print(f"colourise-eval: error: --out {err.filename or args.out}: {err.strerror or err}", file=sys.stderr)
+        return 2
     try:
         perceptual = load_perceptual(args.perceptual_weights)  # fail before loading models
         loaded = [
@@ -987,8 +1017,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"colourise-eval: error: {err}", file=sys.stderr)
         return 2
     result.settings["argv"] = list(sys.argv[1:] if argv is None else argv)
-    paths = result.save(args.out)
-    print(result.markdown())
+    print(result.markdown())  # first: the tables are on stdout even if saving fails
+    try:
+        paths = result.save(args.out)
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"colourise-eval: error: cannot save the results: {where}{err.strerror or err}", file=sys.stderr)
+        return 1
     for kind, path in paths.items():
         print(f"wrote {kind}: {path}", file=sys.stderr)
     return 0

@@ -60,7 +60,8 @@ def load_run(
             keep their random initial weights and ``step`` is 0).
 
     Raises:
-        RunDirectoryError: no ``config.json`` or no checkpoint.
+        RunDirectoryError: no or an invalid ``config.json``, no checkpoint, or one that
+            cannot be read (truncated, corrupt, or from another architecture).
     """
     path = Path(path)
     ckpt = None
@@ -73,7 +74,10 @@ def load_run(
             raise RunDirectoryError(f"{path}: not a run directory nor a checkpoint prefix")
     if not is_run_directory(run_dir):
         raise RunDirectoryError(f"{run_dir}: no config.json, so not a colourise_tf run directory")
-    cfg = load_config(run_dir / "config.json")
+    try:
+        cfg = load_config(run_dir / "config.json")
+    except ValueError as exc:
+        raise RunDirectoryError(str(exc)) from None
     ckpt = ckpt or latest_checkpoint(run_dir)
     if ckpt is None and require_checkpoint:
         raise RunDirectoryError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
@@ -84,5 +88,11 @@ def load_run(
     if discriminator is not None:
         objects["discriminator"] = discriminator
     if ckpt is not None:
-        tf.train.Checkpoint(**objects).read(ckpt).expect_partial().assert_existing_objects_matched()
+        try:
+            tf.train.Checkpoint(**objects).read(ckpt).expect_partial().assert_existing_objects_matched()
+        except (tf.errors.OpError, ValueError, IndexError, AssertionError) as exc:
+            # A truncated data file raises IndexError ("Read less bytes than requested"),
+            # a corrupt index DataLossError, another architecture AssertionError.
+            reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+            raise RunDirectoryError(f"{ckpt}: cannot read the checkpoint ({reason.splitlines()[0]})") from None
     return LoadedRun(cfg, generator, discriminator, int(step.numpy()), ckpt)

@@ -119,6 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RunDirectoryError, FileExistsError, ValueError) as e:
         print(f"colourise-export: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # an output folder that cannot be created or written
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"colourise-export: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
     return 0
 
 

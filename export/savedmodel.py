@@ -72,6 +72,7 @@ import tensorflow as tf
 from colourise_tf import colour, inference
 from colourise_tf.config import ExperimentConfig, to_dict
 from colourise_tf.models import generator_input_channels
+from colourise_tf.fileio import atomic_write_text
 from colourise_tf.runs import load_run
 
 __all__ = [
@@ -587,9 +588,7 @@ def write_models_config(
         "}\n"
     )
     path = base / "models.config"
-    tmp = base / f".models.config.{uuid.uuid4().hex[:8]}"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
     return path
 
 

@@ -48,6 +48,7 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 from colourise_tf import colour, inference
 from colourise_tf.config import ExperimentConfig
 from colourise_tf.models import generator_input_channels
+from colourise_tf.fileio import atomic_write_bytes
 from colourise_tf.runs import load_run
 
 __all__ = [
@@ -344,7 +345,9 @@ def export_tflite(
 
     Returns:
         ``{variant: path}`` of the written models. The sidecar ``<name>.json`` is
-        updated (variants exported earlier under the same name are kept).
+        updated: variants exported earlier under the same name are kept if they come
+        from the same checkpoint and configuration; otherwise their files are removed
+        (a model must never sit beside a sidecar that describes another one).
 
     Raises:
         ValueError: unknown variant or bad name.
@@ -364,9 +367,19 @@ def export_tflite(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sidecar_path = out / f"{name}.json"
-    previous = read_sidecar(sidecar_path) if sidecar_path.is_file() else {}
+    try:
+        previous = read_sidecar(sidecar_path) if sidecar_path.is_file() else {}
+    except (OSError, ValueError):  # unreadable: replaced by the new one
+        previous = {}
+    previous = previous if isinstance(previous, dict) else {}
     sidecar = {**sidecar_base(run.cfg), "step": run.step, "checkpoint": run.checkpoint}
-    kept = previous.get("variants", {}) if previous.get("preset") == run.cfg.name else {}
+    # Earlier variants stay only if they are the same model: same checkpoint and the
+    # same loader-facing fields (image size, channels...). Otherwise their files go once
+    # the new ones are written, so that no .tflite is left beside a sidecar not its own.
+    same_model = all(previous.get(k) == v for k, v in sidecar.items())
+    earlier = previous.get("variants", {}) if isinstance(previous.get("variants"), dict) else {}
+    kept = earlier if same_model else {}
+    stale = [] if same_model else [e.get("file") for v, e in earlier.items() if v not in variants]
     sidecar["variants"] = dict(kept)
     log: list[str] = []
     paths: dict[str, Path] = {}
@@ -388,7 +401,7 @@ def export_tflite(
             if variant == "int8":
                 _check_int8(model, summary, log, ran_in_child=in_child, child_error=child_error)
             path = out / f"{name}_{variant}.tflite"
-            _atomic_write(path, model)
+            atomic_write_bytes(path, model)
             paths[variant] = path
             entry: dict[str, Any] = {
                 "file": path.name, "bytes": len(model), "step": run.step, **_io_details(model), **summary,
@@ -398,10 +411,25 @@ def export_tflite(
             sidecar["variants"][variant] = entry
     finally:
         if log:
-            _atomic_write(out / f"{name}_conversion.log", "\n".join(log).encode("utf-8"))
+            atomic_write_bytes(out / f"{name}_conversion.log", "\n".join(log).encode("utf-8"))
         if paths:
-            _atomic_write(sidecar_path, (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+            atomic_write_bytes(sidecar_path, (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+            _remove_stale(out, stale)
     return paths
+
+
+def _remove_stale(out: Path, files: Sequence[str | None]) -> None:
+    """Deletes earlier exports of another model named in the replaced sidecar."""
+    for file in files:
+        if not file or Path(file).name != file or not file.endswith(".tflite"):
+            continue  # only plain .tflite names inside ``out``
+        path = out / file
+        if path.is_file():
+            path.unlink()
+            logging.getLogger(__name__).warning(
+                "removed %s: exported from another checkpoint or configuration than the new "
+                "%s (its sidecar entry is gone)", path, out,
+            )
 
 
 def _invoke_once(model: bytes) -> None:
@@ -504,12 +532,6 @@ def _child_convert_int8(source: str, model_path: str, steps: str, calibration_so
     except (RuntimeError, ValueError) as e:
         Path(model_path + ".error").write_text(str(e))
     Path(model_path).write_bytes(model)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:

@@ -374,3 +374,24 @@ def test_env_model_and_glob(tmp_path, model, monkeypatch):
     assert cli.main([str(tmp_path / "p" / "*"), "-o", str(out), "-q"]) == 0
     assert files_in(out) == ["one_colourised.png", "two_colourised.jpg"]
     assert os.path.isfile(out / "one_colourised.png")
+
+
+def test_atomic_writer_replaces_whole_files_and_cleans_up(tmp_path):
+    """colourise_tf.fileio: the old content until the new one is complete; no temp files."""
+    from colourise_tf.fileio import atomic_write_bytes, atomic_writer
+
+    dest = tmp_path / "out.bin"
+    dest.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_writer(dest) as f:
+            f.write(b"half")
+            assert dest.read_bytes() == b"old"
+            raise RuntimeError("crash mid-write")
+    assert dest.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+    atomic_write_bytes(dest, b"new")
+    assert dest.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+    (tmp_path / "taken").mkdir()  # the destination is a folder: the error names it, not the temp file
+    with pytest.raises(OSError) as info:
+        atomic_write_bytes(tmp_path / "taken", b"x")
+    assert info.value.filename == str(tmp_path / "taken")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin", "taken"]

@@ -193,3 +193,31 @@ def test_from_dict_rejects_unknown_keys_and_fills_defaults():
         C.from_dict({"name": "x", "model": {"num_scale": 1}})
     cfg = C.from_dict({"name": "x", "model": {"image_size": 64}})
     assert cfg.model.image_size == 64 and cfg.loss == C.LossConfig()
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("train.steps=abc", "train.steps: cannot parse 'abc' as an integer"),
+        ("optim.gen_lr=abc", "optim.gen_lr: cannot parse 'abc' as a number"),
+        ("optim.gen_lr=nan", "optim.gen_lr: 'nan' is not a finite number"),
+        ("loss.reconstruction_weight=inf", "loss.reconstruction_weight: 'inf' is not a finite number"),
+        ("optim.disc_lr=-1", "optim.disc_lr must be a finite number >= 0"),
+        ("optim.beta1=1", r"optim.beta1 must be in \[0, 1\)"),
+        ("data.batch_size=0", "data.batch_size must be >= 1"),
+        ("data.shuffle_buffer=0", "data.shuffle_buffer must be >= 1"),
+    ],
+)
+def test_bad_override_values_name_their_key(override, message):
+    with pytest.raises(ValueError, match=message):
+        C.apply_overrides(C.get_preset("tiny"), [override])
+
+
+def test_load_config_names_the_file(tmp_path):
+    bad = tmp_path / "config.json"
+    bad.write_text("{bad")
+    with pytest.raises(ValueError, match=f"{bad}: not a JSON configuration"):
+        C.load_config(bad)
+    bad.write_text('{"name": "x", "model": {"no_such_field": 1}}')
+    with pytest.raises(ValueError, match=f"{bad}: unknown keys"):
+        C.load_config(bad)

@@ -317,3 +317,17 @@ def test_every_model_family_evaluates(tmp_path):
     # the noise channel is seeded: the same numbers again
     again = evaluate.evaluate_models([str(runs[0])], **kwargs)
     assert again.models[0].metrics == by_name["dcgan-sky"].metrics
+
+
+def test_cli_unusable_out_is_refused_before_evaluating(tmp_path, capsys, monkeypatch):
+    """--out naming a file (or a folder under one) fails at once, not after the evaluation."""
+    calls = []
+    monkeypatch.setattr(evaluate, "evaluate_models", lambda *a, **k: calls.append(1))
+    blocker = tmp_path / "results.txt"
+    blocker.write_text("keep me")
+    for out in (blocker, blocker / "sub"):
+        rc = evaluate.main(["--model", str(tmp_path / "missing"), "--perceptual-weights", "none", "--out", str(out)])
+        assert rc == 2
+        err = capsys.readouterr().err
+        assert f"--out {out}" in err and "not a directory" in err and "Traceback" not in err
+    assert calls == [] and blocker.read_text() == "keep me"

@@ -173,6 +173,41 @@ def test_cli_tflite(run, tmp_path, capsys):
         main(["tflite", str(run[0]), "--out-dir", str(tmp_path), "--variants", "int3"])
 
 
+def test_reexport_keeps_variants_of_the_same_model_only(run, tmp_path):
+    """A second export under the same name keeps earlier variants only if they are the
+    same model; those of another image size are removed with their sidecar entries."""
+    out = tmp_path / "tfl"
+    tl.export_tflite(run[0], out, ["float32"])
+    tl.export_tflite(run[0], out, ["float16"])  # same checkpoint: float32 stays
+    sidecar = tl.read_sidecar(out / "tiny.json")
+    assert set(sidecar["variants"]) == {"float32", "float16"} and (out / "tiny_float32.tflite").is_file()
+
+    other = tmp_path / "run64"
+    cfg = apply_overrides(get_preset("tiny"), ["model.image_size=64"])
+    other.mkdir()
+    save_config(cfg, other / "config.json")
+    ckpt = tf.train.Checkpoint(generator=build_generator(cfg.model), step=tf.Variable(1, dtype=tf.int64))
+    tf.train.CheckpointManager(ckpt, str(other / "checkpoints"), 1).save()
+    tl.export_tflite(other, out, ["float32"])
+    sidecar = tl.read_sidecar(out / "tiny.json")
+    assert sidecar["image_size"] == 64 and set(sidecar["variants"]) == {"float32"}
+    assert not (out / "tiny_float16.tflite").exists()  # 32x32 model: gone, not left to fail
+    interp = tl.load_interpreter((out / "tiny_float32.tflite").read_bytes())
+    assert list(interp.get_input_details()[0]["shape"][1:3]) == [64, 64]
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no temp files
+
+
+def test_cli_unusable_output_folder_is_a_clear_error(run, tmp_path, capsys):
+    from export.cli import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["tflite", str(run[0]), "--out-dir", str(blocker / "sub"), "--variants", "float32"]) == 2
+    err = capsys.readouterr().err
+    assert str(blocker / "sub") in err and "Not a directory" in err and "Traceback" not in err
+    assert blocker.read_text() == "x"
+
+
 def test_int8_converter_crash_becomes_an_error(run, tmp_path, monkeypatch):
     """The int8 quantiser runs in a child process: a crash there (as seen, see the
     large test below) is reported, the caller survives and nothing is written."""

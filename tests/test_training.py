@@ -98,6 +98,12 @@ def test_tensorboard_event_files_hold_every_term(tmp_path):
         "chroma/b_real",
     }
     assert expected <= tags, expected - tags
+    # One record per tag and step: the end-of-run grid is not written twice.
+    seen = []
+    for event_file in (tmp_path / "logs").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            seen += [(v.tag, event.step) for v in event.summary.value]
+    assert len(seen) == len(set(seen)), sorted(x for x in seen if seen.count(x) > 1)
 
 
 def test_weights_change_and_step_counts(tmp_path):
@@ -157,6 +163,68 @@ def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tmp_path, monkey
     after = _generator_weights(tmp_path)
     for k in before:
         np.testing.assert_array_equal(before[k], after[k])
+
+
+def test_non_finite_weights_are_never_checkpointed(tmp_path, monkeypatch):
+    """A finite loss whose gradient is NaN poisons the weights: the step's checkpoint is
+    refused, so the last checkpoint on disk stays the last good one."""
+    from colourise_tf import losses
+    from training.loop import NonFiniteLossError, run_training
+
+    run_training(tiny("train.steps=2"), tmp_path, strategy="default", progress=False)
+    before = _generator_weights(tmp_path)
+    latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
+
+    def nan_gradient_l1(y_true, y_pred, *args, **kwargs):
+        # sqrt(0 * x) is 0, but its gradient is inf * 0 = NaN.
+        return tf.reduce_mean(tf.sqrt(tf.abs(y_true - y_pred) * 0.0))
+
+    monkeypatch.setattr(losses, "l1_loss", nan_gradient_l1)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite weights after step 3.*left untouched"):
+        run_training(tiny("train.steps=4", "train.checkpoint_every=1"), tmp_path, strategy="default", progress=False)
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")) == latest
+    after = _generator_weights(tmp_path)
+    for k in before:
+        assert np.isfinite(after[k]).all(), k
+        np.testing.assert_array_equal(before[k], after[k])
+
+
+def test_resume_refuses_other_model_or_data_settings_and_applies_new_learning_rates(tmp_path):
+    from training.loop import ResumeMismatchError, run_training
+
+    run_training(tiny("train.steps=2"), tmp_path, strategy="default", progress=False)
+    saved_config = (tmp_path / "config.json").read_text()
+    latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
+    for change, names in [(["model.gen_filters=4,8,8,8"], "model.gen_filters"),
+                          (["data.batch_size=4", "model.num_scales=2"], "model.num_scales.*data.batch_size")]:
+        with pytest.raises(ResumeMismatchError, match=names):
+            run_training(tiny("train.steps=4", *change), tmp_path, strategy="default", progress=False)
+        assert (tmp_path / "config.json").read_text() == saved_config  # left as it was
+        assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")) == latest
+    # The data's location, loss weights and learning rates may change on resume.
+    result = run_training(
+        tiny("train.steps=3", "optim.gen_lr=1e-5", "data.data_dir=/elsewhere", "loss.reconstruction_weight=50"),
+        tmp_path, strategy="default", progress=False,
+    )
+    assert result.start_step == 2 and result.final_step == 3
+    lrs = {}
+    for event_file in (tmp_path / "logs").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            for v in event.summary.value:
+                if v.tag == "lr/generator":
+                    lrs[event.step] = float(tf.make_ndarray(v.tensor))
+    assert lrs[2] == pytest.approx(2e-4) and lrs[3] == pytest.approx(1e-5)
+    assert config_lib.load_config(tmp_path / "config.json").optim.gen_lr == 1e-5
+
+
+def test_cli_accepts_overrides_between_options():
+    from training.train import build_parser, resolve_config
+
+    args = build_parser().parse_intermixed_args(
+        ["--preset", "tiny", "train.steps=7", "--workdir", "w", "data.batch_size=3", "--no-progress"]
+    )
+    cfg = resolve_config(args)
+    assert cfg.train.steps == 7 and cfg.data.batch_size == 3 and args.workdir == "w"
 
 
 def _two_cpus():
@@ -279,6 +347,21 @@ def test_cli_lists_presets_and_rejects_bad_override(tmp_path):
     assert main(["--list-presets"]) == 0
     assert main(["--preset", "tiny", "--workdir", str(tmp_path), "model.no_such_field=1"]) == 2
     assert main(["--preset", "no-such-preset", "--workdir", str(tmp_path)]) == 2
+
+
+def test_cli_errors_found_while_starting_are_one_line_exit_2(tmp_path, capsys, monkeypatch):
+    from training.train import main
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    args = ["--preset", "tiny", "--no-progress", *FAST]
+    assert main([*args, "--workdir", str(tmp_path / "a"), "--strategy", "multiworker"]) == 2
+    err = capsys.readouterr().err
+    assert "colourise-train: strategy 'multiworker' needs the TF_CONFIG" in err and "Traceback" not in err
+    assert main([*args, "--workdir", str(tmp_path / "b"), "train.steps=1"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--workdir", str(tmp_path / "b"), "train.steps=2", "model.gen_filters=4,4,4,4"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot resume" in err and "model.gen_filters" in err and "Traceback" not in err
 
 
 def test_cli_rejects_an_image_size_the_networks_cannot_run_at(tmp_path, capsys):

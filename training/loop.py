@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from colourise_tf import data as data_lib
 from colourise_tf.config import ExperimentConfig, save_config
+from colourise_tf.fileio import atomic_write_text, atomic_writer
 
 from .runtime import configure_threads, make_strategy, set_precision
 from .trainer import GANTrainer
@@ -93,18 +94,8 @@ def write_png_atomic(array: np.ndarray, path: Path) -> None:
     """Writes a uint8 image as PNG via a temporary file and a rename."""
     from PIL import Image
 
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png.tmp")
-    os.close(fd)
-    try:
-        Image.fromarray(array).save(tmp, format="PNG")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_writer(path, "wb") as f:
+        Image.fromarray(array).save(f, format="PNG")
 
 
 def _worker_role(strategy: tf.distribute.Strategy) -> tuple[bool, str]:
@@ -134,6 +125,59 @@ def _iterator_is_checkpointable(dataset: tf.data.Dataset) -> bool:
     except (tf.errors.OpError, ValueError, TypeError) as exc:
         log.info("input iterator is not checkpointable (%s); resume will skip batches", exc)
         return False
+
+
+class ResumeMismatchError(ValueError):
+    """The run directory was trained with settings a resume cannot change."""
+
+
+# Settings a resume may change: where the data lives and what is only read, never
+# learnt or iterated (and every train.* / loss.* / optim.* setting). The rest of
+# model.* shapes the checkpoint, and the rest of data.* the saved input iterator.
+_RESUME_FREE = {("data", "data_dir"), ("data", "manual_dir"), ("data", "eval_split")}
+
+
+def check_resume_compatible(run_dir: Path, cfg: ExperimentConfig) -> None:
+    """Raises :class:`ResumeMismatchError` if ``cfg`` cannot resume ``run_dir``.
+
+    Resuming restores the models, optimisers and input iterator of the latest
+    checkpoint, so ``model.*`` and ``data.*`` (but the data's location) must be those
+    of the run's ``config.json``. Loss, optimiser and loop settings may change: the
+    new learning rates apply from the resumed step. Nothing is written here.
+    """
+    from colourise_tf.config import load_config, to_dict
+
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return  # checkpoints from elsewhere: nothing to compare with
+    try:
+        before = to_dict(load_config(path))
+    except ValueError as exc:
+        raise ResumeMismatchError(f"cannot resume {run_dir}: {exc}") from None
+    now = to_dict(cfg)
+    diffs = [
+        f"{section}.{key}: {before[section].get(key)!r} -> {value!r}"
+        for section in ("model", "data")
+        for key, value in now[section].items()
+        if (section, key) not in _RESUME_FREE and before[section].get(key) != value
+    ]
+    if diffs:
+        raise ResumeMismatchError(
+            f"cannot resume {run_dir} (trained up to {tf.train.latest_checkpoint(str(run_dir / 'checkpoints'))}) "
+            f"with different model or data settings: {'; '.join(diffs)}. Use the run's own settings "
+            "(see its config.json) or a new --workdir"
+        )
+
+
+def _save_if_finite(manager: tf.train.CheckpointManager, trainer: GANTrainer, step: int) -> None:
+    """Saves a checkpoint, unless a weight became NaN/Inf (the last one then stays the last good one)."""
+    if not trainer.all_weights_finite():
+        raise NonFiniteLossError(
+            f"non-finite weights after step {step} (the losses were finite: check the learning "
+            f"rates and loss weights); no checkpoint was written for it, the last good one in "
+            f"{Path(manager.directory)} was left untouched"
+        )
+    manager.save(checkpoint_number=step)
 
 
 def _single_worker(strategy: tf.distribute.Strategy) -> bool:
@@ -309,8 +353,10 @@ def _run_training(
     is_chief, scratch = _worker_role(strategy)
     if not is_chief:
         workdir = workdir / f".scratch_{scratch}"
+    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    if latest:
+        check_resume_compatible(run_dir, cfg)
     workdir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, workdir / "config.json")
     if getattr(tc, "deterministic_ops", False) or os.environ.get("TF_DETERMINISTIC_OPS") == "1":
         tf.config.experimental.enable_op_determinism()
     if tc.seed is not None:
@@ -327,13 +373,14 @@ def _run_training(
 
     ckpt_objects = trainer.checkpoint_objects()
     # Non-chief workers restore from the chief's checkpoints and save to scratch.
-    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
     start_step = 0
     if latest:
         # Models, optimisers and step first: the step decides how the iterator resumes.
         tf.train.Checkpoint(**ckpt_objects).read(latest).expect_partial()
         start_step = int(trainer.step.numpy())
         log.info("resuming %s from step %d", latest, start_step)
+    # Written once the run is known to start (a rejected resume leaves the old one).
+    save_config(cfg, workdir / "config.json")
 
     # The default strategy hands the tf.data dataset back, whose iterator can be saved.
     # tf.distribute's own iterators are not Trackable (tensorflow#56372): single-worker
@@ -362,6 +409,8 @@ def _run_training(
     ckpt = tf.train.Checkpoint(**ckpt_objects)
     if restore_iterator:
         ckpt.read(latest).expect_partial()
+    if latest:
+        trainer.set_learning_rates_from_config()  # the new config's, not the saved ones
     if start_step:
         log.info(
             "input resumes %s",
@@ -380,6 +429,7 @@ def _run_training(
     t_window, n_window = time.perf_counter(), 0
     ips = 0.0
     step = start_step
+    grid, grid_step = None, None
     metrics_np: dict = {}
     try:
         with _StopFlag() as stop:
@@ -397,9 +447,14 @@ def _run_training(
                     )
                 n_window += 1
                 bar.update(1)
+                if step == start_step + 1:
+                    # The first step of a process traces (and compiles) the step function:
+                    # its rate only stands in until a window of ordinary steps is measured.
+                    ips = images_per_step / max(time.perf_counter() - t_window, 1e-9)
+                    t_window, n_window = time.perf_counter(), 0
                 if step % tc.log_every == 0 or step == end_step:
-                    dt = time.perf_counter() - t_window
-                    ips = n_window * images_per_step / max(dt, 1e-9)
+                    if n_window:
+                        ips = n_window * images_per_step / max(time.perf_counter() - t_window, 1e-9)
                     t_window, n_window = time.perf_counter(), 0
                     _write_summaries(writer, trainer, metrics_np, step, ips)
                     bar.set_postfix(
@@ -408,11 +463,10 @@ def _run_training(
                         img_s=f"{ips:.2f}",
                     )
                 if step % tc.image_every == 0:
-                    _write_images(writer, trainer, preview, step)
-                if step % tc.checkpoint_every == 0 or step == end_step:
-                    manager.save(checkpoint_number=step)
+                    grid, grid_step = _write_images(writer, trainer, preview, step), step
+                if step % tc.checkpoint_every == 0 or step == end_step or stop.signum is not None:
+                    _save_if_finite(manager, trainer, step)
                 if stop.signum is not None:
-                    manager.save(checkpoint_number=step)
                     result.interrupted = True
                     log.warning("stopped by signal %d at step %d; checkpoint written", stop.signum, step)
                     break
@@ -420,7 +474,8 @@ def _run_training(
         bar.close()
         writer.flush()
 
-    grid = _write_images(writer, trainer, preview, step)
+    if grid_step != step:
+        grid = _write_images(writer, trainer, preview, step)
     writer.flush()
     write_png_atomic(grid, workdir / "samples.png")
     result.final_step = step
@@ -440,9 +495,7 @@ def _run_training(
         "skipped_files": [list(x) for x in report.skipped],
         "grey_files_left_out": list(report.grey),
     }
-    tmp = workdir / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, workdir / "summary.json")
+    atomic_write_text(workdir / "summary.json", json.dumps(summary, indent=2) + "\n")
     if report.skipped or report.grey:
         log.warning(report.summary())
     if not is_chief:

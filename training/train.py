@@ -12,9 +12,11 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
+import traceback
 
 # TensorFlow's C++ start-up chatter is noise for CLI users (set it to 0 to see it).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -66,9 +68,28 @@ def resolve_config(args: argparse.Namespace) -> config_lib.ExperimentConfig:
     return config_lib.apply_overrides(cfg, overrides + list(args.overrides))
 
 
+def _fail(exc: BaseException, code: int) -> int:
+    """Prints ``exc`` as one ``colourise-train:`` line and returns ``code``.
+
+    The exception's frames are dropped and garbage collected before returning: a tf.data
+    iterator they keep alive until interpreter exit can hang the process there
+    (tensorflow#21277).
+    """
+    import tensorflow as tf
+
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    if isinstance(exc, tf.errors.OpError):
+        message = message.splitlines()[0]
+    print(f"colourise-train: {message}", file=sys.stderr)
+    traceback.clear_frames(exc.__traceback__)
+    gc.collect()
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+    # Intermixed: key=value overrides may come before, between or after the options.
+    args = build_parser().parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.list_presets:
         for name in config_lib.list_presets():
@@ -84,18 +105,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"colourise-train: {exc}", file=sys.stderr)
         return 2
     workdir = args.workdir or f"runs/{cfg.name}"
-    from colourise_tf import data as data_lib  # heavy imports after parsing
+    import tensorflow as tf  # heavy imports after parsing
+
+    from colourise_tf import data as data_lib
 
     from .loop import NonFiniteLossError, run_training
 
     try:
         result = run_training(cfg, workdir, progress=not args.no_progress)
     except NonFiniteLossError as exc:
-        print(f"colourise-train: {exc}", file=sys.stderr)
-        return 3
-    except (FileNotFoundError, data_lib.NoUsableImagesError) as exc:
-        print(f"colourise-train: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc, 3)
+    except (FileNotFoundError, ValueError, data_lib.NoUsableImagesError, tf.errors.NotFoundError) as exc:
+        # Bad settings found while starting: strategy, data location, resume mismatch...
+        return _fail(exc, 2)
+    except Exception as exc:  # noqa: BLE001 -- e.g. TFDS failing to download offline
+        traceback.print_exc()
+        return _fail(exc, 1)
     print(
         f"{'stopped' if result.interrupted else 'finished'} at step {result.final_step} "
         f"({result.images_per_second:.2f} images/s); run directory: {workdir}\n"

@@ -81,9 +81,7 @@ class GANTrainer:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
             self.feature_loss = None
             if lc.feature_weight > 0:
-                self.feature_loss = feature_model or losses.make_feature_reconstruction_loss(
-                    backbone=lc.feature_backbone, layer=lc.feature_layer, weights=lc.feature_weights
-                )
+                self.feature_loss = feature_model or _feature_loss(lc)
         self._train_fn = None
 
     # ------------------------------------------------------------------ setup
@@ -93,6 +91,25 @@ class GANTrainer:
         if self.precision == "mixed_float16":
             opt = keras.optimizers.LossScaleOptimizer(opt)
         return opt
+
+    def set_learning_rates_from_config(self) -> None:
+        """Sets both optimisers' learning rates to the config's.
+
+        A checkpoint restores the learning rates it was saved with; after a resume
+        this makes ``optim.gen_lr`` / ``optim.disc_lr`` of the new config apply.
+        """
+        oc = self.cfg.optim
+        for opt, lr in ((self.g_opt, oc.gen_lr), (self.d_opt, oc.disc_lr)):
+            if opt is not None:
+                getattr(opt, "inner_optimizer", opt).learning_rate = lr  # assigns the variable
+
+    def all_weights_finite(self) -> bool:
+        """Whether every model and optimiser variable is finite (checked before saving)."""
+        variables = list(self.generator.variables) + list(self.g_opt.variables)
+        if self.discriminator is not None:
+            variables += list(self.discriminator.variables) + list(self.d_opt.variables)
+        checks = [tf.reduce_all(tf.math.is_finite(v)) for v in variables if tf.as_dtype(v.dtype).is_floating]
+        return bool(tf.reduce_all(tf.stack(checks)).numpy()) if checks else True
 
     def checkpoint_objects(self) -> dict[str, Any]:
         """The trackables a checkpoint holds (models, optimisers, step)."""
@@ -193,6 +210,9 @@ class GANTrainer:
                 for i, (ar, af) in enumerate(zip(_as_list(acc_real), _as_list(acc_fake))):
                     metrics[f"d_accuracy_real/scale{i}"] = ar
                     metrics[f"d_accuracy_fake/scale{i}"] = af
+                if len(d_real) > 1:  # the terms of eq. 6 (seed 000): one per scale
+                    for i, (r, f) in enumerate(zip(d_real, d_fake)):
+                        metrics[f"loss_per_scale/d_scale{i}"] = tf.stop_gradient(self.disc_adv_loss([r], [f]))
             g_loss = tf.add_n(list(g_terms.values()))
             g_scaled = self._scale(g_loss)
             if self.precision == "mixed_float16":
@@ -251,6 +271,23 @@ class GANTrainer:
             colour.model_to_rgb(grey, pred, space),
             colour.model_to_rgb(grey, chroma, space),
         )
+
+
+def _feature_loss(lc):
+    """The feature-reconstruction loss, with a clear error if its weights cannot load."""
+    try:
+        return losses.make_feature_reconstruction_loss(
+            backbone=lc.feature_backbone, layer=lc.feature_layer, weights=lc.feature_weights
+        )
+    except Exception as exc:  # keras.utils.get_file raises a bare Exception offline
+        if lc.feature_weights != "imagenet":
+            raise
+        raise ValueError(
+            f"cannot load the ImageNet weights of {lc.feature_backbone} for the feature loss "
+            f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}). Without internet, set "
+            "loss.feature_weights=/path/to/weights.h5 (Keras' notop file) or loss.feature_weights=none "
+            "(a random backbone), or loss.feature_weight=0"
+        ) from exc
 
 
 def config_summary(cfg: ExperimentConfig) -> dict:
