@@ -655,11 +655,21 @@ def _tfds_records(
             builder.download_and_prepare(
                 download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
             )
-        except AssertionError as err:  # TFDS reports a missing manual_dir this way
+        except (AssertionError, tf.errors.NotFoundError) as err:
+            # TFDS reports a missing manual_dir with an AssertionError, a manual_dir
+            # without the expected files with NotFoundError.
+            reason = getattr(err, "message", None) or str(err)
             raise DatasetUnavailableError(
                 f"TFDS dataset {source!r} is not prepared in {builder.data_dir} and cannot be "
-                f"built: {err}\nPass --manual-dir (data.manual_dir) with the files it names, "
+                f"built: {reason}\nPass --manual-dir (data.manual_dir) with the files it names, "
                 f"or --data-dir (data.data_dir) pointing at an already prepared copy."
+            ) from err
+        except OSError as err:  # includes requests' ConnectionError: no internet
+            raise DatasetUnavailableError(
+                f"TFDS dataset {source!r} is not prepared in {builder.data_dir} and could not be "
+                f"downloaded ({type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''})."
+                f"\nPrepare it where there is internet and pass --data-dir (data.data_dir) "
+                f"pointing at the prepared copy."
             ) from err
     features = builder.info.features
     if "image" not in features:

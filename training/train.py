@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     # Intermixed: key=value overrides may come before, between or after the options.
     args = build_parser().parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # absl's INFO records (e.g. "Sharding callback duration" at every checkpoint) would
+    # break the progress bar's line.
+    logging.getLogger("absl").setLevel(logging.WARNING)
     if args.list_presets:
         for name in config_lib.list_presets():
             description = config_lib.get_preset(name).description
