@@ -314,6 +314,11 @@ _SECTIONS: dict[str, type] = {
 _PRESETS: dict[str, ExperimentConfig] = {}
 
 
+#: Seeds 000 (SIV-A) and 002 (S5.1): train on the 50,000 ILSVRC-2012 validation images,
+#: test on 10 images per class of ``train`` (``colourise_tf.data``'s gorriz-* splits).
+IMAGENET_GORRIZ = DataConfig(dataset="imagenet2012", split="gorriz-train", eval_split="gorriz-test")
+
+
 def register_preset(cfg: ExperimentConfig) -> ExperimentConfig:
     """Adds a preset to the registry (names are unique)."""
     if cfg.name in _PRESETS:
@@ -361,7 +366,7 @@ def _gorriz(name: str, norm: str, sn: bool, scales: int, row: str) -> Experiment
             disc_spectral_norm=sn,
         ),
         loss=LossConfig(adversarial="non_saturating", reconstruction_weight=100.0),
-        data=DataConfig(dataset="imagenet2012"),
+        data=IMAGENET_GORRIZ,
         description=(
             f"Seed 000 Table I row '{row}': U-Net e64:e128:e256:e512:e512:e512:e512 - "
             f"d512:d512:d512:d256:d128:d64 + 70x70 PatchGAN, {norm} normalisation"
@@ -379,7 +384,7 @@ def _register_all() -> None:
             name="unet-l1",
             model=unet_l1_model,
             loss=LossConfig(adversarial="none", reconstruction_weight=1.0),
-            data=DataConfig(dataset="imagenet2012"),
+            data=IMAGENET_GORRIZ,
             description=(
                 "Seed 002 S4.1.1: the pix2pix U-Net (BN, 256x256 Lab) trained with L1 only; "
                 "no discriminator. Desaturated by design (regression to the mean)."
@@ -391,7 +396,7 @@ def _register_all() -> None:
             name="pix2pix",
             model=ModelConfig(generator="unet", discriminator="patchgan", image_size=256, colour_space="lab"),
             loss=LossConfig(adversarial="non_saturating", reconstruction_weight=100.0),
-            data=DataConfig(dataset="imagenet2012"),
+            data=IMAGENET_GORRIZ,
             description=(
                 "Seed 000 SIV-B / seed 002 S4.1.2: U-Net (BN, dropout 0.5 in the first 3 decoder "
                 "blocks) + 70x70 PatchGAN (BN), non-saturating GAN loss + 100 * L1, 256x256 Lab, "

@@ -384,7 +384,8 @@ FEATURE_BACKBONES: dict[str, tuple[Callable[..., keras.Model], Callable, str]] =
     "resnet50": (
         keras.applications.ResNet50,
         keras.applications.resnet50.preprocess_input,
-        "conv3_block4_out",
+        # Stride 4 and 256 channels, like VGG16 block3_conv3 (the tarres-resnet50 preset).
+        "conv2_block3_out",
     ),
 }
 
@@ -444,7 +445,7 @@ class FeatureReconstructionLoss:
     ``L_feat = 1 / (C_j H_j W_j) * ||phi_j(y_hat) - phi_j(y)||_2^2``, i.e. the mean over
     the feature map of the squared difference, where ``phi_j`` is a frozen ImageNet
     backbone truncated at layer ``j`` (the thesis' best: VGG16 ``block3_conv3``, weight
-    ``1e-5`` in the generator objective; ResNet50 alternative ``conv3_block4_out``).
+    ``1e-5`` in the generator objective; ResNet50 alternative ``conv2_block3_out``).
     Per example, then the batch mean (or per-replica share, see the module docstring).
 
     Inputs are **sRGB in [0, 1]** (convert the generator's Lab output with
@@ -519,7 +520,7 @@ def make_feature_reconstruction_loss(
     """Factory for :class:`FeatureReconstructionLoss` (seed 002 §4.2 defaults).
 
     ``layer=None`` or the VGG default with a non-VGG backbone picks the backbone's
-    default layer (``conv3_block4_out`` for ResNet50).
+    default layer (``conv2_block3_out`` for ResNet50, the tarres-resnet50 preset's).
     """
     if backbone == "resnet50" and layer == "block3_conv3":
         layer = None

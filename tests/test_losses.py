@@ -418,7 +418,10 @@ def test_feature_loss_under_mixed_precision(rgb_pair):
 
 def test_feature_loss_resnet50_option():
     f = losses.make_feature_reconstruction_loss("resnet50", weights=None)
-    assert f.layer == "conv3_block4_out"
+    assert f.layer == "conv2_block3_out"  # the tarres-resnet50 preset's layer
+    from colourise_tf import config as C
+
+    assert C.get_preset("tarres-resnet50").loss.feature_layer == f.layer
     assert f.feature_extractor.trainable_weights == []
     x = tf.random.stateless_uniform([1, 32, 32, 3], seed=[7, 8])
     different = float(f(x, 1.0 - x))

@@ -227,6 +227,22 @@ def test_cli_accepts_overrides_between_options():
     assert cfg.train.steps == 7 and cfg.data.batch_size == 3 and args.workdir == "w"
 
 
+def test_imagenet_presets_follow_the_seed_split_unless_the_dataset_changes():
+    from training.train import build_parser, resolve_config
+
+    def resolved(*argv):
+        return resolve_config(build_parser().parse_intermixed_args(["--preset", "gorriz-ibn-sn-md", *argv])).data
+
+    d = resolved()
+    assert (d.dataset, d.split, d.eval_split) == ("imagenet2012", "gorriz-train", "gorriz-test")
+    d = resolved("--dataset", "imagenet2012", "--manual-dir", "/m")
+    assert (d.split, d.eval_split, d.manual_dir) == ("gorriz-train", "gorriz-test", "/m")
+    d = resolved("--dataset", "cifar10")  # ImageNet's protocol does not carry over
+    assert (d.dataset, d.split, d.eval_split) == ("cifar10", "train", None)
+    assert resolved("--dataset", "cifar10", "--split", "test").split == "test"
+    assert resolved("--dataset", "cifar10", "data.split=train[:50%]").split == "train[:50%]"
+
+
 def _two_cpus():
     return len(tf.config.list_logical_devices("CPU")) >= 2
 
@@ -362,6 +378,15 @@ def test_cli_errors_found_while_starting_are_one_line_exit_2(tmp_path, capsys, m
     assert main([*args, "--workdir", str(tmp_path / "b"), "train.steps=2", "model.gen_filters=4,4,4,4"]) == 2
     err = capsys.readouterr().err
     assert "cannot resume" in err and "model.gen_filters" in err and "Traceback" not in err
+
+
+def test_segmentation_presets_without_labels_are_a_clear_error(tmp_path, capsys):
+    from training.train import main
+
+    code = main(["--preset", "tarres-seg-shared", "--workdir", str(tmp_path / "seg"), "--no-progress",
+                 "model.gen_filters=4,4,4,4,4,4,4", "model.image_size=128", "train.steps=1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "data.segmentation_key" in err and "Traceback" not in err
 
 
 def test_cli_rejects_an_image_size_the_networks_cannot_run_at(tmp_path, capsys):

@@ -222,6 +222,13 @@ def _has_iterator(checkpoint: str) -> bool:
 
 def _build_train_dataset(cfg: ExperimentConfig, report) -> tf.data.Dataset:
     d = cfg.data
+    if cfg.model.n_classes and d.segmentation_key is None:
+        raise ValueError(
+            f"{cfg.model.generator} (model.n_classes={cfg.model.n_classes}) learns from per-pixel "
+            f"class labels: train it on a TFDS dataset with a segmentation-mask feature and name "
+            f"that feature with data.segmentation_key (e.g. --dataset <name> "
+            f"data.segmentation_key=segmentation_mask); {d.dataset!r} has none"
+        )
     return data_lib.build_dataset(
         d.dataset,
         split=d.split,

@@ -65,6 +65,10 @@ def resolve_config(args: argparse.Namespace) -> config_lib.ExperimentConfig:
         value = getattr(args, flag)
         if value is not None:
             overrides.append(f"{key}={value}")
+    if args.dataset not in (None, cfg.data.dataset) and args.split is None and cfg.data.split.startswith("gorriz-"):
+        # The gorriz-* splits are ImageNet's protocol (seeds 000/002): another dataset
+        # trains on its own train split unless --split or data.split says otherwise.
+        overrides += ["data.split=train", "data.eval_split=none"]
     return config_lib.apply_overrides(cfg, overrides + list(args.overrides))
 
 
