@@ -52,6 +52,7 @@ NORMS = ("none", "batch", "instance", "ibn")
 COLOUR_SPACES = ("lab", "yuv")
 ADVERSARIAL = ("non_saturating", "least_squares", "hinge", "none")
 RECONSTRUCTION = ("l1", "smooth_l1")
+MASK_TARGETS = ("hints", "partial")
 FEATURE_BACKBONES = ("vgg16", "resnet50")
 STRATEGIES = ("default", "onedevice", "mirrored", "multiworker", "tpu")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
@@ -206,10 +207,18 @@ class LossConfig:
     feature_layer: str = "block3_conv3"
     feature_weights: str | None = "imagenet"
     mask_weight: float = 0.0
+    # What a mask-channel model learns (training/trainer.py):
+    #   hints   -- G gets the mask and the true ab inside it and colours the whole image
+    #              (hint-guided); the mask loss is squared L2 to the hints where the mask is set.
+    #   partial -- seed 003's stated target: G gets only the mask (zero hints) and learns to
+    #              colour inside it and leave the rest grey: every chroma target (L1, D's
+    #              real input, feature loss) is mask * ab, and the mask loss runs over all pixels.
+    mask_target: str = "hints"
     segmentation_weight: float = 0.0
 
     def __post_init__(self) -> None:
         _check(self.adversarial, ADVERSARIAL, "loss.adversarial")
+        _check(self.mask_target, MASK_TARGETS, "loss.mask_target")
         _check(self.reconstruction, RECONSTRUCTION, "loss.reconstruction")
         _check(self.feature_backbone, FEATURE_BACKBONES, "loss.feature_backbone")
 
@@ -542,7 +551,9 @@ def _register_all() -> None:
                 "and discriminator are not specified further, so we use the seed-000 U-Net and the "
                 "70x70 PatchGAN at 256x256 Lab; non-saturating GAN + 100 * L1 (pix2pix); the seed "
                 "gives no mask-loss weight, we use 100 (same order as the L1 term). Seed data: "
-                "17-category flowers; TFDS offers oxford_flowers102."
+                "17-category flowers; TFDS offers oxford_flowers102. With loss.mask_target=partial "
+                "G gets only the mask and learns the seed's stated target: colour inside the mask, "
+                "grey outside."
             ),
         )
     )

@@ -480,3 +480,40 @@ def test_bfloat16_run_trains_and_leaves_the_global_policy_alone(tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["precision"] == "mixed_bfloat16"
     weights = _generator_weights(tmp_path)
     assert weights and all(w.dtype == np.float32 for w in weights.values())
+
+
+@pytest.mark.parametrize("target", ["hints", "partial"])
+def test_mask_target_sets_generator_hints_and_every_chroma_target(target):
+    """hints: G sees the true ab inside the mask and learns the full colour image;
+    partial (seed 003's stated target): G sees only the mask and learns mask * ab."""
+    from colourise_tf import colour
+    from training.trainer import GANTrainer
+
+    cfg = tiny("model.mask_channel=true", "loss.mask_weight=1", f"loss.mask_target={target}")
+    trainer = GANTrainer(cfg, tf.distribute.get_strategy())
+    s = cfg.model.image_size
+    rng = np.random.default_rng(3)
+    image = tf.constant(rng.integers(0, 256, (2, s, s, 3), dtype=np.uint8))
+    mask = np.zeros((2, s, s, 1), np.float32)
+    mask[:, :, : s // 2] = 1.0  # left half
+    batch = {"image": image, "mask": tf.constant(mask)}
+    grey, chroma = colour.rgb_to_model(image, "lab")
+
+    g_in, extras = trainer.generator_inputs(grey, chroma, batch, tf.constant(0, tf.int64))
+    hints_seen = g_in.numpy()[..., 2:4]
+    expected_hints = np.zeros_like(hints_seen) if target == "partial" else (chroma * mask).numpy()
+    np.testing.assert_allclose(hints_seen, expected_hints, atol=1e-6)
+    np.testing.assert_array_equal(g_in.numpy()[..., 1:2], mask)
+
+    seen = {}
+    real_reconstruction = trainer.reconstruction
+
+    def spy(y_true, y_pred, *args, **kwargs):
+        seen["target"] = y_true.numpy()
+        return real_reconstruction(y_true, y_pred, *args, **kwargs)
+
+    trainer.reconstruction = spy
+    metrics = trainer.strategy.run(trainer._replica_step, args=(batch, tf.constant(0, tf.int64)))
+    expected_target = (chroma * mask).numpy() if target == "partial" else chroma.numpy()
+    np.testing.assert_allclose(seen["target"], expected_target, atol=1e-6)
+    assert np.isfinite(float(metrics["loss/g_mask"]))

@@ -142,11 +142,15 @@ class GANTrainer:
             ]
         )
         extras = {}
+        g_hints = None
         if m.mask_channel:
             extras["mask"] = tf.cast(batch["mask"], tf.float32)
             extras["hints"] = chroma * extras["mask"]
+            # loss.mask_target=partial (seed 003): G sees the mask only, no colours.
+            partial = self.cfg.loss.mask_target == "partial"
+            g_hints = tf.zeros_like(extras["hints"]) if partial else extras["hints"]
         g_in = inference.generator_input(
-            grey, self.spec, mask_small=extras.get("mask"), hints_small=extras.get("hints"), seed=seed
+            grey, self.spec, mask_small=extras.get("mask"), hints_small=g_hints, seed=seed
         )
         return g_in, extras
 
@@ -159,6 +163,9 @@ class GANTrainer:
         grey, chroma = colour.rgb_to_model(batch["image"], cfg.model.colour_space)
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
         g_in, extras = self.generator_inputs(grey, chroma, batch, step, replica)
+        partial = "mask" in extras and lc.mask_target == "partial"
+        if partial:  # seed 003's target: the colours inside the mask, grey (ab = 0) elsewhere
+            chroma = extras["hints"]
         seg = batch.get("segmentation") if isinstance(batch, dict) else None
         gen_kind = cfg.model.generator
         metrics: dict[str, tf.Tensor] = {}
@@ -192,9 +199,9 @@ class GANTrainer:
                     self.feature_loss(rgb_real, rgb_fake), tf.float32
                 )
             if lc.mask_weight > 0 and "mask" in extras:
-                g_terms["mask"] = lc.mask_weight * losses.mask_loss(
-                    fake, extras["hints"], extras["mask"]
-                )
+                # partial: squared L2 to the partial target over every pixel.
+                weight_map = tf.ones_like(extras["mask"]) if partial else extras["mask"]
+                g_terms["mask"] = lc.mask_weight * losses.mask_loss(fake, extras["hints"], weight_map)
             d_loss = None
             if self.use_gan:
                 d_side = [extras["mask"]] if "mask" in extras and self._disc_takes_mask() else []
