@@ -238,6 +238,7 @@ class DataConfig:
     cache: bool = False
     deterministic: bool = True
     segmentation_key: str | None = None
+    augment: bool = True  # random scale/crop/flip in training (seed 001: none)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -510,14 +511,15 @@ def _register_all() -> None:
         "loss plus the seed's image-space L1 term (S VI-B; weight 100 as in pix2pix, the "
         "seed gives none; `loss.reconstruction_weight=0` is the seed's Fig. 3 baseline). "
         "The Flickr sky set is not public: train on any sky folder via `data.dataset`. "
-        "Y-channel sharpening is a post-process (inference), not part of the model."
+        "Y-channel sharpening is a post-process (inference), not part of the model. No data "
+        "augmentation (S IV: 'No pre-training or data augmentation was used'): data.augment=false."
     )
     register_preset(
         ExperimentConfig(
             name="dcgan-sky",
             model=dcgan_model,
             loss=LossConfig(adversarial="non_saturating", reconstruction_weight=100.0),
-            data=DataConfig(dataset="samples"),
+            data=DataConfig(dataset="samples", augment=False),
             description="Seed 001 S V-A: conditional DCGAN baseline. " + dcgan_desc,
         )
     )
@@ -526,7 +528,7 @@ def _register_all() -> None:
             name="dcgan-sky-advanced",
             model=dataclasses.replace(dcgan_model, generator="dcgan-advanced"),
             loss=LossConfig(adversarial="non_saturating", reconstruction_weight=100.0),
-            data=DataConfig(dataset="samples"),
+            data=DataConfig(dataset="samples", augment=False),
             description=(
                 "Seed 001 S V-B: the 'more advanced' DCGAN: the input is concatenated with the "
                 "CNN's output and one more conv makes the colour. " + dcgan_desc

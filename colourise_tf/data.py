@@ -790,6 +790,9 @@ def _make_geometry_fn(
 ) -> Callable[[tf.Tensor, dict[str, tf.Tensor]], dict[str, tf.Tensor]]:
     """Per-example crop/resize/flip (+ mask), seeded by ``(seed, example index)``.
 
+    ``training`` here means the random geometry (``build_dataset``'s ``training and
+    augment``); without it every example gets the evaluation geometry.
+
     Implemented as crop-then-resize, which is the same geometry as
     resize-then-crop but never resizes pixels that the crop throws away:
 
@@ -903,6 +906,7 @@ def build_dataset(
     manual_dir: str | None = None,
     masks: bool = False,
     segmentation_key: str | None = None,
+    augment: bool = True,
     repeat: bool | None = None,
     drop_remainder: bool | None = None,
     report: PipelineReport | None = None,
@@ -934,6 +938,9 @@ def build_dataset(
         masks: add a ``"mask"`` of a random :data:`MASK_KINDS` kind per example.
         segmentation_key: TFDS feature holding a segmentation mask, returned as
             ``"segmentation"`` with the image's geometry (nearest-neighbour).
+        augment: with ``training``, the random scale/crop/flip; ``False`` gives every
+            training example the evaluation geometry (resize + centre crop) while
+            keeping the shuffling and repetition (seed 001 trains without augmentation).
         repeat: repeat forever; default ``training``.
         drop_remainder: drop a last partial batch; default ``training``.
         report: filled with skipped files and greyscale images as the dataset runs.
@@ -965,7 +972,8 @@ def build_dataset(
     report = report if report is not None else PipelineReport()
     repeat = training if repeat is None else repeat
     drop_remainder = training if drop_remainder is None else drop_remainder
-    max_short = max(image_size, int(round(image_size * TRAIN_SCALE_JITTER)))
+    jitter = training and augment
+    max_short = max(image_size, int(round(image_size * TRAIN_SCALE_JITTER))) if jitter else image_size
     early_shuffle = training and not cache
     # Repeat the cheap records (before decoding) when nothing after them must see
     # whole epochs; caching and the per-class selection need them, so they repeat late.
@@ -978,7 +986,7 @@ def build_dataset(
             return _file_records(
                 paths,
                 report=report,
-                min_side=max_short if training else image_size,
+                min_side=max_short,
                 early_shuffle=early_shuffle and shuffle,
                 repeat=repeat_records,
                 seed=seed,
@@ -1021,7 +1029,7 @@ def build_dataset(
         ds = _seeded_shuffle(ds, shuffle_buffer, seed, endless=repeat)
     ds = ds.enumerate()  # running index -> per-example stateless seeds
     ds = ds.map(
-        _make_geometry_fn(image_size, training, masks, seed), num_parallel_calls=tf.data.AUTOTUNE
+        _make_geometry_fn(image_size, jitter, masks, seed), num_parallel_calls=tf.data.AUTOTUNE
     )
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.prefetch(tf.data.AUTOTUNE)

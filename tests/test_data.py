@@ -621,3 +621,20 @@ def test_rgb_from_any_tf_channel_counts():
 def test_unknown_source_is_file_not_found():
     with pytest.raises(FileNotFoundError, match="no_such_dataset_xyz"):
         data.build_dataset("no_such_dataset_xyz")
+
+
+def test_training_without_augmentation_uses_the_evaluation_geometry():
+    """augment=False: each training example is exactly the evaluation crop of a photo (no
+    random scale, crop or flip), still shuffled; with augmentation they are not."""
+    n = len(data.SAMPLE_NAMES)
+    evaluation = _all_images(data.build_dataset("samples", image_size=S, batch_size=n, training=False))
+    crops = {x.tobytes() for x in evaluation}
+
+    def batch(augment):
+        ds = data.build_dataset("samples", image_size=S, batch_size=2 * n, training=True, augment=augment, seed=5)
+        return next(iter(ds))["image"].numpy()
+
+    plain = batch(False)
+    assert all(x.tobytes() in crops for x in plain)
+    assert len({x.tobytes() for x in plain}) > 1 and not np.array_equal(plain[:n], evaluation)  # shuffled
+    assert sum(x.tobytes() in crops for x in batch(True)) < n

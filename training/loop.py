@@ -243,6 +243,7 @@ def _build_train_dataset(cfg: ExperimentConfig, report) -> tf.data.Dataset:
         manual_dir=d.manual_dir,
         masks=cfg.model.mask_channel,
         segmentation_key=d.segmentation_key,
+        augment=d.augment,
         report=report,
     )
 
