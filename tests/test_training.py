@@ -517,3 +517,45 @@ def test_mask_target_sets_generator_hints_and_every_chroma_target(target):
     expected_target = (chroma * mask).numpy() if target == "partial" else chroma.numpy()
     np.testing.assert_allclose(seen["target"], expected_target, atol=1e-6)
     assert np.isfinite(float(metrics["loss/g_mask"]))
+
+
+def test_separate_decoders_train_in_the_seed_two_stages():
+    """unet-seg-separate with train.seg_pretrain_steps=1: step 1 trains the encoder and
+    the segmentation decoder only; step 2 the encoder and the colour decoder, with the
+    segmentation decoder frozen (seed 002 S4.3.2)."""
+    from training.trainer import GANTrainer
+
+    cfg = config_lib.apply_overrides(
+        config_lib.get_preset("tarres-seg-separate"),
+        ["model.gen_filters=4,4", "model.image_size=16", "model.n_classes=3", "train.seg_pretrain_steps=1",
+         "train.precision=float32", "model.gen_dropout=0"],
+    )
+    trainer = GANTrainer(cfg, tf.distribute.get_strategy())
+    rng = np.random.default_rng(0)
+    batch = {
+        "image": tf.constant(rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)),
+        "segmentation": tf.constant(rng.integers(0, 3, (2, 16, 16)), tf.int32),
+    }
+
+    def branch_weights():
+        groups = {"encoder": "enc", "colour": ("dec", "chroma_conv"), "segmentation": ("seg_dec", "segmentation_conv")}
+        out = {}
+        for group, prefixes in groups.items():
+            out[group] = [v.numpy().copy() for layer in trainer.generator.layers
+                          if layer.name.startswith(prefixes) for v in layer.trainable_variables]
+            assert out[group], group
+        return out
+
+    def changed(a, b):
+        return {g: any(not np.array_equal(x, y) for x, y in zip(a[g], b[g])) for g in a}
+
+    w0 = branch_weights()
+    assert trainer.stage() == 1
+    m1 = trainer.train_step(batch)
+    w1 = branch_weights()
+    assert changed(w0, w1) == {"encoder": True, "colour": False, "segmentation": True}
+    assert float(m1["loss/g_total"]) == pytest.approx(float(m1["loss/g_segmentation"]))
+    assert trainer.stage() == 2
+    m2 = trainer.train_step(batch)
+    assert changed(w1, branch_weights()) == {"encoder": True, "colour": True, "segmentation": False}
+    assert float(m2["loss/g_total"]) == pytest.approx(float(m2["loss/g_segmentation"] + m2["loss/g_reconstruction"]))

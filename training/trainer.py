@@ -82,7 +82,16 @@ class GANTrainer:
             self.feature_loss = None
             if lc.feature_weight > 0:
                 self.feature_loss = feature_model or _feature_loss(lc)
-        self._train_fn = None
+        self._train_fns: dict[int, Any] = {}
+        self.seg_pretrain_steps = int(getattr(cfg.train, "seg_pretrain_steps", 0))
+        if m.generator != "unet-seg-separate":
+            self.seg_pretrain_steps = 0
+        # The segmentation decoder of unet-seg-separate (frozen in stage 2).
+        seg_layers = [
+            layer for layer in self.generator.layers
+            if layer.name.startswith("seg_dec") or layer.name == "segmentation_conv"
+        ]
+        self._seg_branch = {id(v) for layer in seg_layers for v in layer.trainable_variables}
 
     # ------------------------------------------------------------------ setup
     def _optimizer(self, lr: float) -> keras.optimizers.Optimizer:
@@ -158,7 +167,30 @@ class GANTrainer:
     def _scale(self, loss: tf.Tensor) -> tf.Tensor:
         return loss / float(self.replicas)
 
-    def _replica_step(self, batch, step):
+    def stage(self) -> int:
+        """1 while unet-seg-separate pre-trains segmentation (``train.seg_pretrain_steps``), else 2."""
+        if self.seg_pretrain_steps and int(self.step.numpy()) < self.seg_pretrain_steps:
+            return 1
+        return 2
+
+    def _generator_variables(self, stage: int) -> list:
+        """G's variables trained in ``stage``: stage 1 leaves the colour decoder out (it has
+        no loss yet), stage 2 of a two-stage run freezes the segmentation decoder."""
+        variables = self.generator.trainable_variables
+        if not self.seg_pretrain_steps:
+            return variables
+        if stage == 1:
+            colour_branch = [
+                v for layer in self.generator.layers
+                if layer.name.startswith("dec") or layer.name == "chroma_conv"
+                for v in layer.trainable_variables
+            ]
+            skip = {id(v) for v in colour_branch}
+        else:
+            skip = self._seg_branch
+        return [v for v in variables if id(v) not in skip]
+
+    def _replica_step(self, batch, step, stage: int = 2):
         cfg, lc = self.cfg, self.cfg.loss
         grey, chroma = colour.rgb_to_model(batch["image"], cfg.model.colour_space)
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
@@ -220,7 +252,10 @@ class GANTrainer:
                 if len(d_real) > 1:  # the terms of eq. 6 (seed 000): one per scale
                     for i, (r, f) in enumerate(zip(d_real, d_fake)):
                         metrics[f"loss_per_scale/d_scale{i}"] = tf.stop_gradient(self.disc_adv_loss([r], [f]))
-            g_loss = tf.add_n(list(g_terms.values()))
+            trained_terms = g_terms
+            if stage == 1:  # seed 002 S4.3.2: segmentation alone first
+                trained_terms = {"segmentation": g_terms["segmentation"]}
+            g_loss = tf.add_n(list(trained_terms.values()))
             g_scaled = self._scale(g_loss)
             if self.precision == "mixed_float16":
                 g_scaled = self.g_opt.scale_loss(g_scaled)
@@ -229,7 +264,7 @@ class GANTrainer:
                 if self.precision == "mixed_float16":
                     d_scaled = self.d_opt.scale_loss(d_scaled)
 
-        g_vars = self.generator.trainable_variables
+        g_vars = self._generator_variables(stage)
         self.g_opt.apply_gradients(zip(g_tape.gradient(g_scaled, g_vars), g_vars))
         if d_loss is not None:
             d_vars = self.discriminator.trainable_variables
@@ -248,20 +283,21 @@ class GANTrainer:
 
         Returns the step's metrics averaged over replicas (float32 scalars).
         """
-        if self._train_fn is None:
+        stage = self.stage()
+        if stage not in self._train_fns:
 
             @tf.function(jit_compile=self.jit_compile or None)
             def _fn(b):
                 step = self.step.read_value()
-                per_replica = self.strategy.run(self._replica_step, args=(b, step))
+                per_replica = self.strategy.run(self._replica_step, args=(b, step, stage))
                 self.step.assign_add(1)
                 return {
                     k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
                     for k, v in per_replica.items()
                 }
 
-            self._train_fn = _fn
-        return self._train_fn(dist_batch)
+            self._train_fns[stage] = _fn
+        return self._train_fns[stage](dist_batch)
 
     # ------------------------------------------------------------------ inference
     def colourise_batch(self, rgb_uint8, training: bool = False):
