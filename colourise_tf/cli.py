@@ -355,6 +355,12 @@ def colourise_files(
         )
     if hints is not None and mask is None:
         raise ValueError("hints need a mask (--hints applies inside --mask only)")
+    cfg = getattr(predictor, "cfg", None)
+    if hints is not None and cfg is not None and getattr(cfg.loss, "mask_target", "hints") == "partial":
+        raise ValueError(
+            f"{predictor.source}: trained with loss.mask_target=partial, it colours inside the mask "
+            "from the mask alone: use --mask without --hints"
+        )
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     sample_ids: list[int | None] = [None]

@@ -53,6 +53,7 @@ COLOUR_SPACES = ("lab", "yuv")
 ADVERSARIAL = ("non_saturating", "least_squares", "hinge", "none")
 RECONSTRUCTION = ("l1", "smooth_l1")
 MASK_TARGETS = ("hints", "partial")
+_FLOAT32_MAX = 3.4028234663852886e38  # losses and learning rates are float32 on the device
 FEATURE_BACKBONES = ("vgg16", "resnet50")
 STRATEGIES = ("default", "onedevice", "mirrored", "multiworker", "tpu")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
@@ -705,8 +706,8 @@ def _parse_scalar(text: str, tp, key: str):
             f = float(text)
         except ValueError:
             raise ValueError(f"{key}: cannot parse {text!r} as a number") from None
-        if not math.isfinite(f):
-            raise ValueError(f"{key}: {text!r} is not a finite number")
+        if not math.isfinite(f) or abs(f) > _FLOAT32_MAX:
+            raise ValueError(f"{key}: {text!r} is not a finite float32 number")
         return f
     if tp is str:
         return text

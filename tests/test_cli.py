@@ -395,3 +395,20 @@ def test_atomic_writer_replaces_whole_files_and_cleans_up(tmp_path):
         atomic_write_bytes(tmp_path / "taken", b"x")
     assert info.value.filename == str(tmp_path / "taken")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin", "taken"]
+
+
+def test_hints_are_refused_for_a_partial_target_model(tmp_path):
+    """A model trained with loss.mask_target=partial never saw hints: --hints is an error."""
+    import types
+
+    from colourise_tf import cli, inference
+    from colourise_tf.config import apply_overrides, get_preset
+
+    cfg = apply_overrides(get_preset("partial-mask"), ["loss.mask_target=partial"])
+    predictor = types.SimpleNamespace(
+        spec=inference.ModelSpec.from_model_config(cfg.model), cfg=cfg, source="runs/partial"
+    )
+    mask = np.ones((8, 8), np.uint8)
+    with pytest.raises(ValueError, match="runs/partial: trained with loss.mask_target=partial"):
+        cli.colourise_files([], predictor, tmp_path / "out", mask=mask, hints=np.zeros((8, 8, 3), np.uint8))
+    assert not (tmp_path / "out").exists()

@@ -200,8 +200,9 @@ def test_from_dict_rejects_unknown_keys_and_fills_defaults():
     [
         ("train.steps=abc", "train.steps: cannot parse 'abc' as an integer"),
         ("optim.gen_lr=abc", "optim.gen_lr: cannot parse 'abc' as a number"),
-        ("optim.gen_lr=nan", "optim.gen_lr: 'nan' is not a finite number"),
-        ("loss.reconstruction_weight=inf", "loss.reconstruction_weight: 'inf' is not a finite number"),
+        ("optim.gen_lr=nan", "optim.gen_lr: 'nan' is not a finite float32 number"),
+        ("optim.gen_lr=1e39", "optim.gen_lr: '1e39' is not a finite float32 number"),
+        ("loss.reconstruction_weight=inf", "loss.reconstruction_weight: 'inf' is not a finite float32 number"),
         ("optim.disc_lr=-1", "optim.disc_lr must be a finite number >= 0"),
         ("optim.beta1=1", r"optim.beta1 must be in \[0, 1\)"),
         ("data.batch_size=0", "data.batch_size must be >= 1"),

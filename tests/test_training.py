@@ -239,6 +239,9 @@ def test_imagenet_presets_follow_the_seed_split_unless_the_dataset_changes():
     assert (d.split, d.eval_split, d.manual_dir) == ("gorriz-train", "gorriz-test", "/m")
     d = resolved("--dataset", "cifar10")  # ImageNet's protocol does not carry over
     assert (d.dataset, d.split, d.eval_split) == ("cifar10", "train", None)
+    d = resolved("data.dataset=cifar10")  # the same through an override
+    assert (d.dataset, d.split, d.eval_split) == ("cifar10", "train", None)
+    assert resolved("data.dataset=cifar10", "data.eval_split=test").eval_split == "test"
     assert resolved("--dataset", "cifar10", "--split", "test").split == "test"
     assert resolved("--dataset", "cifar10", "data.split=train[:50%]").split == "train[:50%]"
 
@@ -387,6 +390,7 @@ def test_segmentation_presets_without_labels_are_a_clear_error(tmp_path, capsys)
                  "model.gen_filters=4,4,4,4,4,4,4", "model.image_size=128", "train.steps=1"])
     err = capsys.readouterr().err
     assert code == 2 and "data.segmentation_key" in err and "Traceback" not in err
+    assert not (tmp_path / "seg").exists()  # nothing created for a run that cannot start
 
 
 def test_cli_rejects_an_image_size_the_networks_cannot_run_at(tmp_path, capsys):

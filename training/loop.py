@@ -364,7 +364,6 @@ def _run_training(
     latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
     if latest:
         check_resume_compatible(run_dir, cfg)
-    workdir.mkdir(parents=True, exist_ok=True)
     if getattr(tc, "deterministic_ops", False) or os.environ.get("TF_DETERMINISTIC_OPS") == "1":
         tf.config.experimental.enable_op_determinism()
     if tc.seed is not None:
@@ -387,7 +386,9 @@ def _run_training(
         tf.train.Checkpoint(**ckpt_objects).read(latest).expect_partial()
         start_step = int(trainer.step.numpy())
         log.info("resuming %s from step %d", latest, start_step)
-    # Written once the run is known to start (a rejected resume leaves the old one).
+    # Created and written once the run is known to start (bad settings leave no empty
+    # directory, a rejected resume leaves the old config).
+    workdir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, workdir / "config.json")
 
     # The default strategy hands the tf.data dataset back, whose iterator can be saved.

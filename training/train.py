@@ -65,11 +65,16 @@ def resolve_config(args: argparse.Namespace) -> config_lib.ExperimentConfig:
         value = getattr(args, flag)
         if value is not None:
             overrides.append(f"{key}={value}")
-    if args.dataset not in (None, cfg.data.dataset) and args.split is None and cfg.data.split.startswith("gorriz-"):
+    overrides += list(args.overrides)
+    resolved = config_lib.apply_overrides(cfg, overrides)
+    split_given = args.split is not None or any(o.strip().startswith("data.split=") for o in overrides)
+    eval_given = any(o.strip().startswith("data.eval_split=") for o in overrides)
+    if resolved.data.dataset != cfg.data.dataset and cfg.data.split.startswith("gorriz-"):
         # The gorriz-* splits are ImageNet's protocol (seeds 000/002): another dataset
-        # trains on its own train split unless --split or data.split says otherwise.
-        overrides += ["data.split=train", "data.eval_split=none"]
-    return config_lib.apply_overrides(cfg, overrides + list(args.overrides))
+        # (--dataset or data.dataset=) trains on its own train split unless a split is given.
+        extra = ([] if split_given else ["data.split=train"]) + ([] if eval_given else ["data.eval_split=none"])
+        resolved = config_lib.apply_overrides(resolved, extra)
+    return resolved
 
 
 def _fail(exc: BaseException, code: int) -> int:
