@@ -93,7 +93,7 @@ import tensorflow as tf
 
 from colourise_tf import colour, inference, metrics
 from colourise_tf.data import PipelineReport, build_dataset
-from colourise_tf.fileio import atomic_write_text, atomic_writer
+from colourise_tf.fileio import atomic_write_text, atomic_writer, describe_os_error
 
 __all__ = [
     "EvaluationError",
@@ -991,7 +991,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _check_out_dir(args.out)  # before hours of evaluation, not after
     except OSError as err:
-        print(f"colourise-eval: error: --out {err.filename or args.out}: {err.strerror or err}", file=sys.stderr)
+        print(f"colourise-eval: error: --out {describe_os_error(err)}", file=sys.stderr)
         return 2
     try:
         perceptual = load_perceptual(args.perceptual_weights)  # fail before loading models
@@ -1021,8 +1021,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         paths = result.save(args.out)
     except OSError as err:
-        where = f"{err.filename}: " if err.filename else ""
-        print(f"colourise-eval: error: cannot save the results: {where}{err.strerror or err}", file=sys.stderr)
+        print(f"colourise-eval: error: cannot save the results: {describe_os_error(err)}", file=sys.stderr)
         return 1
     for kind, path in paths.items():
         print(f"wrote {kind}: {path}", file=sys.stderr)

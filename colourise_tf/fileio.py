@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Iterator
 from typing import IO
 
-__all__ = ["atomic_writer", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_writer", "atomic_write_bytes", "atomic_write_text", "describe_os_error"]
 
 
 @contextlib.contextmanager
@@ -54,6 +54,12 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb", *, encoding: str | 
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def describe_os_error(err: OSError) -> str:
+    """``"<file>: <reason>"`` for a command-line message (``"<reason>"`` without a file)."""
+    reason = err.strerror or str(err) or type(err).__name__
+    return f"{err.filename}: {reason}" if err.filename else reason
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -120,8 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"colourise-export: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # an output folder that cannot be created or written
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"colourise-export: error: {where}{e.strerror or e}", file=sys.stderr)
+        from colourise_tf.fileio import describe_os_error
+
+        print(f"colourise-export: error: {describe_os_error(e)}", file=sys.stderr)
         return 2
     return 0
 

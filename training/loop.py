@@ -137,8 +137,9 @@ class ResumeMismatchError(ValueError):
 _RESUME_FREE = {("data", "data_dir"), ("data", "manual_dir"), ("data", "eval_split")}
 
 
-def check_resume_compatible(run_dir: Path, cfg: ExperimentConfig) -> None:
-    """Raises :class:`ResumeMismatchError` if ``cfg`` cannot resume ``run_dir``.
+def check_resume_compatible(run_dir: Path, cfg: ExperimentConfig, latest: str) -> None:
+    """Raises :class:`ResumeMismatchError` if ``cfg`` cannot resume ``run_dir`` from
+    its checkpoint ``latest``.
 
     Resuming restores the models, optimisers and input iterator of the latest
     checkpoint, so ``model.*`` and ``data.*`` (but the data's location) must be those
@@ -163,7 +164,7 @@ def check_resume_compatible(run_dir: Path, cfg: ExperimentConfig) -> None:
     ]
     if diffs:
         raise ResumeMismatchError(
-            f"cannot resume {run_dir} (trained up to {tf.train.latest_checkpoint(str(run_dir / 'checkpoints'))}) "
+            f"cannot resume {run_dir} (trained up to {latest}) "
             f"with different model or data settings: {'; '.join(diffs)}. Use the run's own settings "
             "(see its config.json) or a new --workdir"
         )
@@ -363,7 +364,7 @@ def _run_training(
         workdir = workdir / f".scratch_{scratch}"
     latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
     if latest:
-        check_resume_compatible(run_dir, cfg)
+        check_resume_compatible(run_dir, cfg, latest)
     if getattr(tc, "deterministic_ops", False) or os.environ.get("TF_DETERMINISTIC_OPS") == "1":
         tf.config.experimental.enable_op_determinism()
     if tc.seed is not None:

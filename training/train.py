@@ -114,8 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
         check_image_size(cfg.model)
     except ValueError as exc:
-        print(f"colourise-train: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc, 2)
     workdir = args.workdir or f"runs/{cfg.name}"
     import tensorflow as tf  # heavy imports after parsing
 

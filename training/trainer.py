@@ -86,12 +86,9 @@ class GANTrainer:
         self.seg_pretrain_steps = int(getattr(cfg.train, "seg_pretrain_steps", 0))
         if m.generator != "unet-seg-separate":
             self.seg_pretrain_steps = 0
-        # The segmentation decoder of unet-seg-separate (frozen in stage 2).
-        seg_layers = [
-            layer for layer in self.generator.layers
-            if layer.name.startswith("seg_dec") or layer.name == "segmentation_conv"
-        ]
-        self._seg_branch = {id(v) for layer in seg_layers for v in layer.trainable_variables}
+        # unet-seg-separate's decoders: colour (left out in stage 1), segmentation (frozen in stage 2).
+        self._colour_branch = self._branch_variable_ids(("dec",), "chroma_conv")
+        self._seg_branch = self._branch_variable_ids(("seg_dec",), "segmentation_conv")
 
     # ------------------------------------------------------------------ setup
     def _optimizer(self, lr: float) -> keras.optimizers.Optimizer:
@@ -173,21 +170,21 @@ class GANTrainer:
             return 1
         return 2
 
+    def _branch_variable_ids(self, prefixes: tuple[str, ...], head: str) -> set[int]:
+        """ids of G's trainable variables in layers named ``<prefix>...`` or ``head``."""
+        return {
+            id(v) for layer in self.generator.layers
+            if layer.name.startswith(prefixes) or layer.name == head
+            for v in layer.trainable_variables
+        }
+
     def _generator_variables(self, stage: int) -> list:
         """G's variables trained in ``stage``: stage 1 leaves the colour decoder out (it has
         no loss yet), stage 2 of a two-stage run freezes the segmentation decoder."""
         variables = self.generator.trainable_variables
         if not self.seg_pretrain_steps:
             return variables
-        if stage == 1:
-            colour_branch = [
-                v for layer in self.generator.layers
-                if layer.name.startswith("dec") or layer.name == "chroma_conv"
-                for v in layer.trainable_variables
-            ]
-            skip = {id(v) for v in colour_branch}
-        else:
-            skip = self._seg_branch
+        skip = self._colour_branch if stage == 1 else self._seg_branch
         return [v for v in variables if id(v) not in skip]
 
     def _replica_step(self, batch, step, stage: int = 2):
