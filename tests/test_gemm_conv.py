@@ -95,8 +95,11 @@ def test_gemm_conv_rule(monkeypatch):
     assert not gemm_conv_wanted(16, [4, 4, 64, 128], (2, 2), tf.float32, training=True)  # few channels
     assert not gemm_conv_wanted(16, [3, 3, 512, 512], (2, 2), tf.float32, training=True)  # k % s != 0
     assert gemm_conv_wanted(16, [3, 3, 512, 512], (1, 1), tf.float32, training=True)
-    monkeypatch.setattr(gemm_conv, "_avx512", lambda: True)  # measured on AVX2 only: AVX-512 keeps TF's ops
-    assert not gemm_conv_wanted(16, k, (2, 2), tf.float32, training=True)
+    monkeypatch.setattr(gemm_conv, "_avx512", lambda: True)  # AVX-512: oneDNN wins from fewer rows on
+    assert gemm_conv.MAX_ROWS_AVX512 < gemm_conv.MAX_ROWS
+    assert gemm_conv_wanted(gemm_conv.MAX_ROWS_AVX512, k, (2, 2), tf.float32, training=True)
+    assert not gemm_conv_wanted(gemm_conv.MAX_ROWS_AVX512 + 1, k, (2, 2), tf.float32, training=True)
+    assert not gemm_conv_wanted(16, k, (2, 2), tf.bfloat16, training=True)
     monkeypatch.setattr(gemm_conv, "_avx512", lambda: False)
     monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: ["dev"] if kind == "GPU" else [])
     gemm_conv.cpu_only.cache_clear()
