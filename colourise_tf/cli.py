@@ -355,8 +355,9 @@ def colourise_files(
         )
     if hints is not None and mask is None:
         raise ValueError("hints need a mask (--hints applies inside --mask only)")
-    cfg = getattr(predictor, "cfg", None)
-    if hints is not None and cfg is not None and getattr(cfg.loss, "mask_target", "hints") == "partial":
+    from .inference import colours_inside_mask_only
+
+    if hints is not None and colours_inside_mask_only(predictor.spec, getattr(predictor, "cfg", None)):
         raise ValueError(
             f"{predictor.source}: trained with loss.mask_target=partial, it colours inside the mask "
             "from the mask alone: use --mask without --hints"
@@ -540,7 +541,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--samples", type=int, default=1, metavar="N",
         help="N different colourisations per input (models with noise or dropout; default 1)",
     )
-    p.add_argument("--mask", metavar="FILE", help="partial-mask models: black/white mask, white = hint region")
+    p.add_argument(
+        "--mask", metavar="FILE",
+        help="partial-mask models: black/white mask, white = hint region (models trained with "
+        "loss.mask_target=partial colour only there, and everywhere without --mask)",
+    )
     p.add_argument(
         "--hints", metavar="FILE",
         help="partial-mask models: RGB image whose colours inside the mask are the hints "

@@ -203,6 +203,10 @@ class LossConfig:
     adversarial_weight: float = 1.0
     reconstruction: str = "l1"
     reconstruction_weight: float = 100.0
+    # Huber threshold of reconstruction=smooth_l1, on the network's chroma scale (ab / 110
+    # for Lab): 1.0 is PyTorch's SmoothL1Loss on [-1, 1] chroma, quadratic up to 110 Lab
+    # units (so ~half MSE in practice); 1/110 puts the switch at one Lab unit.
+    smooth_l1_delta: float = 1.0
     feature_weight: float = 0.0
     feature_backbone: str = "vgg16"
     feature_layer: str = "block3_conv3"
@@ -221,6 +225,8 @@ class LossConfig:
         _check(self.adversarial, ADVERSARIAL, "loss.adversarial")
         _check(self.mask_target, MASK_TARGETS, "loss.mask_target")
         _check(self.reconstruction, RECONSTRUCTION, "loss.reconstruction")
+        if not self.smooth_l1_delta > 0:
+            raise ValueError(f"loss.smooth_l1_delta must be > 0, got {self.smooth_l1_delta}")
         _check(self.feature_backbone, FEATURE_BACKBONES, "loss.feature_backbone")
 
 

@@ -41,7 +41,8 @@ Evaluation protocol
   off, batch-norm moving statistics -- the numbers the exports give); noise channels
   (seed 001) are drawn from the stateless seed ``(seed, batch index)``, so runs are
   reproducible; mask models (seed 003) get an empty mask and no hints (automatic
-  colourisation). The predicted chroma is
+  colourisation), except those trained with ``loss.mask_target=partial``, which
+  colour inside their mask only and get a full mask. The predicted chroma is
   recombined with the **real** lightness: Lab models give ``Lab = (L_real, 110 ·
   chroma)`` (the model's own ab, before gamut clipping) and RGB = ``lab_to_rgb`` of it
   (out-of-gamut colours clipped); YUV models give RGB from ``(Y_real, UV)`` and their ab
@@ -591,7 +592,11 @@ def _generate(
     spec = model.predictor.spec
     grey, _ = colour.rgb_to_model(images, spec.colour_space)
     grey_small = _resize(grey, spec.image_size, "area")
-    g_in = inference.generator_input(grey_small, spec, seed=seed)
+    # Mask models get an empty mask (automatic colourisation); those that colour inside
+    # the mask only (seed 003's target) get a full one, so they colour the whole image.
+    full_mask = getattr(model.predictor, "colours_inside_mask_only", False)
+    mask_small = tf.ones_like(grey_small) if full_mask else None
+    g_in = inference.generator_input(grey_small, spec, mask_small=mask_small, seed=seed)
     chroma_small = tf.cast(inference.pick_chroma(model.predictor.chroma(g_in), spec), tf.float32)
     if not bool(tf.reduce_all(tf.math.is_finite(chroma_small))):
         raise EvaluationError(
@@ -613,7 +618,7 @@ def _d_accuracy(model: EvalModel, images: tf.Tensor, g_in: tf.Tensor, chroma_sma
     spec = model.predictor.spec
     small = _resize(tf.image.convert_image_dtype(images, tf.float32), spec.image_size, "area")
     grey, real_chroma = colour.rgb_to_model(small, spec.colour_space)
-    extra = [g_in[..., -3:-2]] if spec.mask_channel else []  # the (empty) mask channel
+    extra = [g_in[..., -3:-2]] if spec.mask_channel else []  # the mask channel G saw
     real_in = tf.concat([grey, real_chroma] + extra, axis=-1)
     fake_in = tf.concat([grey, chroma_small] + extra, axis=-1)
     d_real = model.discriminator(real_in, training=False)

@@ -54,6 +54,14 @@ class ModelSpec:
         )
 
 
+def colours_inside_mask_only(spec: ModelSpec, cfg) -> bool:
+    """Whether a mask model was trained with ``loss.mask_target=partial`` (seed 003's
+    target): it colours only where its mask is set, from the mask alone (no hints), so
+    callers without a mask give it a full one. Known from the experiment config
+    (``cfg``, or ``None`` when unknown, as for TFLite files) only."""
+    return bool(spec.mask_channel and cfg is not None and getattr(cfg.loss, "mask_target", "hints") == "partial")
+
+
 def grey_of(rgb, colour_space: str = "lab") -> tf.Tensor:
     """The network-range grey channel (``[..., 1]`` in ``[-1, 1]``) of an RGB image."""
     grey, _ = colour.rgb_to_model(rgb, colour_space)

@@ -149,6 +149,13 @@ class Predictor:
         """``C_in`` of the generator input (see :func:`input_channels`)."""
         return input_channels(self.spec)
 
+    @property
+    def colours_inside_mask_only(self) -> bool:
+        """Whether the model colours inside its mask only (trained with
+        ``loss.mask_target=partial``), so it gets a full mask when none is given; see
+        :func:`colourise_tf.inference.colours_inside_mask_only`."""
+        return inference.colours_inside_mask_only(self.spec, self.cfg)
+
     # -- subclasses implement this ------------------------------------------------
     def _forward(self, g_in: tf.Tensor, sample: int | None) -> Any:
         """Runs the generator on a float32 ``[B, S, S, C_in]`` batch; raw output(s)."""
@@ -198,7 +205,9 @@ class Predictor:
             saturation: chroma gain (:func:`colourise_tf.colour.apply_saturation`).
             mask: mask models only: ``[H, W]``/``[H, W, 1]`` (or batched), 1 (or
                 uint8 >= 128) where the hint colour applies; resized (nearest) to
-                the image if its size differs.
+                the image if its size differs. Models that colour inside the mask
+                only (:attr:`colours_inside_mask_only`) get a mask over the whole
+                image when none is given, so they colour all of it.
             hints: mask models only: an RGB image (same conventions as
                 ``rgb_uint8``) whose chroma inside the mask is the hint colour;
                 resized to the image if needed. Without hints the masked region
@@ -226,6 +235,8 @@ class Predictor:
             )
         if hints is not None and mask is None:
             raise ValueError("hints need a mask (the hint colours apply inside the mask only)")
+        if mask is None and self.colours_inside_mask_only:
+            mask = np.ones((h, w, 1), np.float32)
         if mask is not None:
             m = _binary_mask(mask)
             m = tf.convert_to_tensor(m if m.ndim == 4 else m[None])
@@ -573,6 +584,7 @@ class TFLitePredictor(Predictor):
             _signature_indices(self._interp, "output"), prefer_channels=(2,),
         )
         signature = [int(v) for v in self._in.get("shape_signature", self._in["shape"])]
+        self._mask_only = bool(side.get("mask_target") == "partial")
         if self.sidecar is not None:
             spec = inference.ModelSpec(
                 image_size=int(side["image_size"]),
@@ -597,6 +609,11 @@ class TFLitePredictor(Predictor):
         self._in_dtype = np.dtype(self._in["dtype"])
         self._lock = threading.Lock()
         super().__init__(spec, source, stochastic=spec.noise_channel)
+
+    @property
+    def colours_inside_mask_only(self) -> bool:
+        """From the sidecar's ``mask_target`` (a TFLite file carries no config)."""
+        return bool(self.spec.mask_channel and self._mask_only)
 
     @property
     def quantized(self) -> bool:

@@ -41,7 +41,9 @@ Signatures (all in the graph, TensorFlow ops only; see ``export/SERVING.md``):
 
 Noise presets (seed 001) are served with the noise channel drawn from the fixed
 stateless seed ``(0, 0)``; mask presets (seed 003) with an all-zero mask and no
-hints (``generator`` accepts any mask/hints).
+hints (``generator`` accepts any mask/hints), except models trained with
+``loss.mask_target=partial``, which colour inside the mask only and are served with
+a full mask.
 
 Untrusted input: every image's pixel count is read from its header (JPEG SOF,
 PNG IHDR, GIF logical screen, BMP info header) and checked against
@@ -277,6 +279,7 @@ class ColouriseServingModule(tf.Module):
         # would be exported a second time, under other resource names.
         object.__setattr__(self, "_generator", generator)
         self._spec = spec_of(cfg)
+        self._whole_mask = inference.colours_inside_mask_only(self._spec, cfg)
         self._c_in = generator_input_channels(cfg.model)
         self._output_format = output_format
         self._max_pixels = int(max_pixels)
@@ -306,6 +309,13 @@ class ColouriseServingModule(tf.Module):
     def _chroma_fn(self, x: tf.Tensor):
         return self._generator(x, training=False)
 
+    def _serving_mask(self, images: tf.Tensor) -> tf.Tensor | None:
+        """The mask the serving signatures give G: ``None`` (an empty mask) except for
+        models that colour inside the mask only, which get a full one."""
+        if not self._whole_mask:
+            return None
+        return tf.ones(tf.concat([tf.shape(images)[:-1], [1]], 0), tf.float32)
+
     def _encode(self, rgb_uint8: tf.Tensor) -> tf.Tensor:
         if self._output_format == "jpeg":
             return tf.io.encode_jpeg(rgb_uint8, quality=self._jpeg_quality)
@@ -313,8 +323,10 @@ class ColouriseServingModule(tf.Module):
 
     def colourise_bytes(self, contents: tf.Tensor, saturation: tf.Tensor | float = 1.0) -> tf.Tensor:
         """One encoded image -> one encoded colourised image (scalar strings)."""
-        rgb = decode_image_checked(contents, self._max_pixels)
-        out = inference.colourise_rgb(rgb[tf.newaxis], self._chroma_fn, self._spec, saturation=saturation)
+        rgb = decode_image_checked(contents, self._max_pixels)[tf.newaxis]
+        out = inference.colourise_rgb(
+            rgb, self._chroma_fn, self._spec, saturation=saturation, mask_full=self._serving_mask(rgb)
+        )
         return self._encode(inference.to_uint8(out)[0])
 
     def _batch(self, images: tf.Tensor, saturation: tf.Tensor | None) -> tf.Tensor:
@@ -359,7 +371,7 @@ class ColouriseServingModule(tf.Module):
         shape = tf.shape(L)
         with tf.control_dependencies([_check_pixels(shape[1], shape[2], self._max_pixels, "L")]):
             grey = colour.normalize_l(L)
-        chroma = inference.colourise_grey(grey, self._chroma_fn, self._spec)
+        chroma = inference.colourise_grey(grey, self._chroma_fn, self._spec, mask_full=self._serving_mask(grey))
         if self._spec.colour_space == "lab":
             return {"ab": colour.denormalize_ab(chroma)}
         return {"ab": chroma / 2.0}  # yuv: network range = 2 * (U, V)
@@ -437,9 +449,18 @@ def export_metadata(
         "png_compression": png_compression,
         "max_pixels": int(max_pixels),
         "serving_noise_seed": [0, 0] if m.noise_channel else None,
-        "serving_hints": "none (zero mask and hint chroma)" if m.mask_channel else None,
+        "serving_hints": _serving_hints(cfg),
         "signatures": list(ALL_SIGNATURES),
     }
+
+
+def _serving_hints(cfg: ExperimentConfig) -> str | None:
+    """What the serving signatures give a mask model's mask and hint channels."""
+    if not cfg.model.mask_channel:
+        return None
+    if inference.colours_inside_mask_only(spec_of(cfg), cfg):
+        return "none (a full mask: the model colours inside its mask only; zero hint chroma)"
+    return "none (zero mask and hint chroma)"
 
 
 def save_serving_model(

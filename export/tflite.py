@@ -21,8 +21,9 @@ the original full-resolution L happen on the host, e.g. with
 :func:`tflite_chroma_fn` + :func:`colourise_tf.inference.colourise_grey`.
 
 The sidecar ``<name>.json`` holds ``image_size``, ``colour_space``,
-``noise_channel``, ``mask_channel``, ``n_classes``, ``preset``, ``input_name``,
-``output_name`` and, per variant, the file, its size, I/O dtypes and
+``noise_channel``, ``mask_channel``, ``mask_target`` (mask models: ``"partial"``
+when the model colours inside its mask only), ``n_classes``, ``preset``,
+``input_name``, ``output_name`` and, per variant, the file, its size, I/O dtypes and
 quantisation parameters, and the operators in the flatbuffer (with the ones that
 still compute in float in a quantised model listed as ``float_ops``).
 """
@@ -140,7 +141,8 @@ def representative_inputs(
     scale, crop and flip, seeded), so a small source still gives ``steps``
     distinct inputs. Grey via :func:`colourise_tf.colour.rgb_to_model`; the noise
     channel uses the serving seed (0, 0); mask models get the pipeline's random
-    masks with the true chroma as hints inside them.
+    masks with the true chroma as hints inside them (no hints for
+    ``loss.mask_target=partial``, as in training).
 
     Yields:
         float32 ``[1, S, S, C_in]`` arrays.
@@ -148,6 +150,7 @@ def representative_inputs(
     from colourise_tf import data as data_lib
 
     spec = inference.ModelSpec.from_model_config(cfg.model)
+    mask_only = inference.colours_inside_mask_only(spec, cfg)
     kw = dict(image_size=spec.image_size, batch_size=1, masks=spec.mask_channel, seed=seed)
     ds = data_lib.build_dataset(source, training=False, repeat=False, **kw).concatenate(
         data_lib.build_dataset(source, training=True, **kw)
@@ -155,7 +158,7 @@ def representative_inputs(
     for ex in ds.take(steps):
         grey, chroma = colour.rgb_to_model(ex["image"], spec.colour_space)
         mask = ex.get("mask")
-        hints = None if mask is None else chroma * mask
+        hints = None if mask is None or mask_only else chroma * mask
         x = inference.generator_input(grey, spec, mask_small=mask, hints_small=hints)
         yield x.numpy().astype(np.float32)
 
@@ -314,6 +317,8 @@ def sidecar_base(cfg: ExperimentConfig) -> dict[str, Any]:
         "input_range": [-1.0, 1.0],
         "output_range": [-1.0, 1.0],
         "noise_seed": [0, 0] if m.noise_channel else None,
+        # "partial": the model colours inside its mask only (no mask given = a full one)
+        "mask_target": cfg.loss.mask_target if m.mask_channel else None,
     }
 
 

@@ -319,6 +319,31 @@ def test_every_model_family_evaluates(tmp_path):
     assert again.models[0].metrics == by_name["dcgan-sky"].metrics
 
 
+@pytest.mark.parametrize("target", ["hints", "partial"])
+def test_mask_models_are_evaluated_with_the_mask_their_target_implies(tmp_path, monkeypatch, target):
+    """Hints-target mask models get an empty mask (automatic colourisation); models that
+    colour only inside the mask (loss.mask_target=partial) get a full one."""
+    run = _handmade_run(
+        tmp_path, "partial-mask", ["model.gen_filters=8,16", "model.disc_filters=8,16", f"loss.mask_target={target}"]
+    )
+    seen = []
+    real = evaluate.inference.generator_input
+
+    def spy(grey_small, spec, **kwargs):
+        g_in = real(grey_small, spec, **kwargs)
+        seen.append(g_in[..., -3:].numpy())  # mask, hint a, hint b
+        return g_in
+
+    monkeypatch.setattr(evaluate.inference, "generator_input", spy)
+    evaluate.evaluate_models(
+        [str(run)], limit=2, batch_size=2, perceptual_weights=None, progress=False, grey_baseline=False
+    )
+    assert seen
+    for channels in seen:
+        np.testing.assert_array_equal(channels[..., 0], 1.0 if target == "partial" else 0.0)
+        np.testing.assert_array_equal(channels[..., 1:], 0.0)  # never hints
+
+
 def test_cli_unusable_out_is_refused_before_evaluating(tmp_path, capsys, monkeypatch):
     """--out naming a file (or a folder under one) fails at once, not after the evaluation."""
     calls = []

@@ -440,3 +440,29 @@ def test_cli_exports_next_version_and_models_config(run, base_dir, export_dir, c
     assert main(["savedmodel", str(run[0]), "--base-dir", str(base_dir), "--version", "2"]) == 2
     assert "exists" in capsys.readouterr().err
     assert main(["savedmodel", str(run[0].parent / "nope"), "--base-dir", str(base_dir)]) == 2
+
+
+@pytest.mark.parametrize("target", ["hints", "partial"])
+def test_mask_models_are_served_with_the_mask_their_target_implies(tmp_path, samples, target):
+    """Hints-target mask models are served with an empty mask; models that colour inside
+    the mask only (loss.mask_target=partial) with a full one (the metadata says which)."""
+    cfg, generator = make_run_dir(tmp_path / "run", overrides=["model.mask_channel=true", f"loss.mask_target={target}"])
+    module = sm.ColouriseServingModule(generator, cfg)
+    spec = inference.ModelSpec.from_model_config(cfg.model)
+    rgb = tf.convert_to_tensor(samples[0][1])[tf.newaxis]
+    mask = tf.fill(tf.concat([tf.shape(rgb)[:-1], [1]], 0), 1.0 if target == "partial" else 0.0)
+    expected = inference.to_uint8(
+        inference.colourise_rgb(rgb, inference.keras_chroma_fn(generator), spec, mask_full=mask)
+    )[0].numpy()
+    other = inference.to_uint8(
+        inference.colourise_rgb(rgb, inference.keras_chroma_fn(generator), spec, mask_full=1.0 - mask)
+    )[0].numpy()
+    assert not np.array_equal(expected, other)  # the mask channel matters to this generator
+    served = tf.io.decode_png(module.colourise_bytes(tf.constant(encode(samples[0][1])))).numpy()
+    np.testing.assert_array_equal(served, expected)
+    L = colour.rgb_to_lab(tf.image.convert_image_dtype(rgb, tf.float32))[..., :1]
+    ab = module._predict_ab(L)["ab"]
+    grey = colour.normalize_l(L)
+    want = colour.denormalize_ab(inference.colourise_grey(grey, inference.keras_chroma_fn(generator), spec, mask_full=mask))
+    np.testing.assert_allclose(ab.numpy(), want.numpy(), atol=1e-4)
+    assert ("full mask" in sm.export_metadata(cfg)["serving_hints"]) == (target == "partial")

@@ -254,3 +254,30 @@ def test_bad_quantisation_is_an_error_not_a_crash(tmp_path):
         code = "import sys, numpy as np; from export.tflite import _invoke_once; _invoke_once(open(sys.argv[1], 'rb').read())"
         proc = subprocess.run([sys.executable, "-c", code, str(written)], cwd=REPO, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("target", ["hints", "partial"])
+def test_mask_target_reaches_the_tflite_predictor(tmp_path, samples, target):
+    """The sidecar records loss.mask_target, so a TFLite partial-target model without a
+    mask colours the whole photo (full mask), as its run directory does."""
+    from colourise_tf.predictors import load_predictor
+
+    run = tmp_path / "run"
+    cfg = apply_overrides(get_preset("tiny"), ["model.mask_channel=true", f"loss.mask_target={target}"])
+    generator = build_generator(cfg.model)
+    randomise_generator(generator)
+    run.mkdir()
+    save_config(cfg, run / "config.json")
+    ckpt = tf.train.Checkpoint(generator=generator, step=tf.Variable(1, dtype=tf.int64))
+    tf.train.CheckpointManager(ckpt, str(run / "checkpoints"), 1).save()
+    paths = tl.export_tflite(run, tmp_path / "out", ["float32"])
+    assert tl.read_sidecar(tmp_path / "out" / "tiny.json")["mask_target"] == target
+    lite, keras_pred = load_predictor(paths["float32"]), load_predictor(run)
+    assert lite.colours_inside_mask_only == keras_pred.colours_inside_mask_only == (target == "partial")
+    img = samples[0][1]
+    full = np.full(img.shape[:2], 255, np.uint8)
+    plain = lite.colourise(img)
+    with_full = lite.colourise(img, mask=full)
+    with_empty = lite.colourise(img, mask=np.zeros_like(full))
+    np.testing.assert_array_equal(plain, with_full if target == "partial" else with_empty)
+    assert np.abs(plain.astype(int) - keras_pred.colourise(img).astype(int)).max() <= 2

@@ -237,6 +237,21 @@ def test_mask_and_hints(tmp_path):
         pred.colourise(img, hints=hints)
 
 
+@pytest.mark.parametrize("target", ["hints", "partial"])
+def test_missing_mask_means_none_or_everywhere(tmp_path, target):
+    """Without a mask, a hints-target model colourises automatically (empty mask), and a
+    partial-target model, which colours only inside its mask, colours the whole image."""
+    run = make_run(tmp_path / target, ["model.mask_channel=true", f"loss.mask_target={target}"])
+    pred = load_predictor(run)
+    assert pred.colours_inside_mask_only == (target == "partial")
+    img = photo()
+    full = np.full(img.shape[:2], 255, np.uint8)
+    empty = np.zeros(img.shape[:2], np.uint8)
+    plain, with_full, with_empty = pred.colourise(img), pred.colourise(img, mask=full), pred.colourise(img, mask=empty)
+    assert not np.array_equal(with_full, with_empty)  # the mask channel matters to this generator
+    np.testing.assert_array_equal(plain, with_full if target == "partial" else with_empty)
+
+
 def test_mask_on_model_without_mask_channel(vivid_run):
     with pytest.raises(ValueError, match="no mask channel"):
         load_predictor(vivid_run).colourise(photo(), mask=np.ones((61, 97), np.uint8))

@@ -227,6 +227,23 @@ def test_cli_accepts_overrides_between_options():
     assert cfg.train.steps == 7 and cfg.data.batch_size == 3 and args.workdir == "w"
 
 
+def test_cli_flag_and_override_of_one_field_must_agree(tmp_path, capsys):
+    """--steps 5 train.steps=6 is refused (neither silently wins); equal values are fine."""
+    from training.train import build_parser, main, resolve_config
+
+    def resolved(*argv):
+        return resolve_config(build_parser().parse_intermixed_args(["--preset", "tiny", *argv]))
+
+    assert resolved("--steps", "5", "train.steps=5").train.steps == 5
+    assert resolved("--precision", "float32", "train.precision=float32").train.precision == "float32"
+    with pytest.raises(ValueError, match="--steps 5 and train.steps=6 disagree"):
+        resolved("--steps", "5", "train.steps=6")
+    with pytest.raises(ValueError, match="--data-dir /a and data.data_dir=/b disagree"):
+        resolved("--data-dir", "/a", "data.data_dir=/b")
+    assert main(["--preset", "tiny", "--workdir", str(tmp_path / "w"), "--steps", "5", "train.steps=6"]) == 2
+    assert "disagree" in capsys.readouterr().err and not (tmp_path / "w").exists()
+
+
 def test_imagenet_presets_follow_the_seed_split_unless_the_dataset_changes():
     from training.train import build_parser, resolve_config
 
@@ -521,6 +538,25 @@ def test_mask_target_sets_generator_hints_and_every_chroma_target(target):
     expected_target = (chroma * mask).numpy() if target == "partial" else chroma.numpy()
     np.testing.assert_allclose(seen["target"], expected_target, atol=1e-6)
     assert np.isfinite(float(metrics["loss/g_mask"]))
+
+
+@pytest.mark.parametrize("delta", [1.0, 1 / 110])
+def test_smooth_l1_reconstruction_uses_the_configured_delta(delta):
+    """loss.smooth_l1_delta reaches the reconstruction term (Huber, on the chroma scale)."""
+    cfg = config_lib.apply_overrides(
+        config_lib.get_preset("tiny"), ["loss.reconstruction=smooth_l1", f"loss.smooth_l1_delta={delta}"]
+    )
+    from training.trainer import GANTrainer
+
+    trainer = GANTrainer(cfg, tf.distribute.get_strategy())
+    rng = np.random.default_rng(0)
+    y_true, y_pred = rng.uniform(-1, 1, (2, 8, 8, 2)), rng.uniform(-1, 1, (2, 8, 8, 2))
+    e = np.abs(y_true - y_pred)
+    huber = np.where(e <= delta, 0.5 * e**2, delta * (e - 0.5 * delta)).mean()
+    got = float(trainer.reconstruction(tf.constant(y_true, tf.float32), tf.constant(y_pred, tf.float32)))
+    np.testing.assert_allclose(got, huber, rtol=1e-5)
+    with pytest.raises(ValueError, match="loss.smooth_l1_delta must be > 0"):
+        config_lib.apply_overrides(config_lib.get_preset("tiny"), ["loss.smooth_l1_delta=0"])
 
 
 def test_separate_decoders_train_in_the_seed_two_stages():

@@ -49,6 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_flag_agrees(cfg, flag: str, key: str, value, overrides) -> None:
+    """Raises ``ValueError`` when a ``key=value`` override sets ``flag``'s field to
+    something else (e.g. ``--steps 5 train.steps=6``): neither silently wins."""
+    section, field = key.split(".")
+    want = getattr(getattr(config_lib.apply_overrides(cfg, [f"{key}={value}"]), section), field)
+    for override in overrides:
+        if override.strip().split("=", 1)[0].strip() != key:
+            continue
+        got = getattr(getattr(config_lib.apply_overrides(cfg, [override]), section), field)
+        if got != want:
+            raise ValueError(f"{flag} {value} and {override.strip()} disagree: give one of them")
+
+
 def resolve_config(args: argparse.Namespace) -> config_lib.ExperimentConfig:
     """Preset + command-line flags + ``key=value`` overrides -> one config."""
     cfg = config_lib.get_preset(args.preset)
@@ -65,6 +78,7 @@ def resolve_config(args: argparse.Namespace) -> config_lib.ExperimentConfig:
         value = getattr(args, flag)
         if value is not None:
             overrides.append(f"{key}={value}")
+            _check_flag_agrees(cfg, f"--{flag.replace('_', '-')}", key, value, args.overrides)
     overrides += list(args.overrides)
     resolved = config_lib.apply_overrides(cfg, overrides)
     split_given = args.split is not None or any(o.strip().startswith("data.split=") for o in overrides)

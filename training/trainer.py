@@ -14,6 +14,7 @@ the optimisers sum across replicas are those of the mean over the global batch.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import keras
@@ -65,9 +66,10 @@ class GANTrainer:
         self.use_gan = lc.adversarial != "none" and m.discriminator != "none"
         if self.use_gan:
             self.gen_adv_loss, self.disc_adv_loss = losses.get_adversarial_losses(lc.adversarial)
-        self.reconstruction = {"l1": losses.l1_loss, "smooth_l1": losses.smooth_l1_loss}[
-            lc.reconstruction
-        ]
+        self.reconstruction = {
+            "l1": losses.l1_loss,
+            "smooth_l1": functools.partial(losses.smooth_l1_loss, delta=lc.smooth_l1_delta),
+        }[lc.reconstruction]
 
         with self.strategy.scope():
             self.generator, self.discriminator = build_models(cfg)
