@@ -302,6 +302,16 @@ def _grey_preview(rgb: np.ndarray, colour_space: str) -> np.ndarray:
     return inference.to_uint8(colour.model_to_rgb(grey, zeros, colour_space)).numpy()
 
 
+def _colours_inside_mask_only(predictor) -> bool:
+    """The predictor's own answer (TFLite: from its sidecar), else from its config."""
+    answer = getattr(predictor, "colours_inside_mask_only", None)
+    if answer is not None:
+        return bool(answer)
+    from .inference import colours_inside_mask_only
+
+    return colours_inside_mask_only(predictor.spec, getattr(predictor, "cfg", None))
+
+
 def colourise_files(
     paths: Sequence[str],
     predictor,
@@ -355,9 +365,7 @@ def colourise_files(
         )
     if hints is not None and mask is None:
         raise ValueError("hints need a mask (--hints applies inside --mask only)")
-    from .inference import colours_inside_mask_only
-
-    if hints is not None and colours_inside_mask_only(predictor.spec, getattr(predictor, "cfg", None)):
+    if hints is not None and _colours_inside_mask_only(predictor):
         raise ValueError(
             f"{predictor.source}: trained with loss.mask_target=partial, it colours inside the mask "
             "from the mask alone: use --mask without --hints"

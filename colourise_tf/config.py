@@ -203,9 +203,10 @@ class LossConfig:
     adversarial_weight: float = 1.0
     reconstruction: str = "l1"
     reconstruction_weight: float = 100.0
-    # Huber threshold of reconstruction=smooth_l1, on the network's chroma scale (ab / 110
-    # for Lab): 1.0 is PyTorch's SmoothL1Loss on [-1, 1] chroma, quadratic up to 110 Lab
-    # units (so ~half MSE in practice); 1/110 puts the switch at one Lab unit.
+    # Threshold of reconstruction=smooth_l1 (PyTorch's SmoothL1Loss beta: quadratic 0.5 e^2 /
+    # delta below it, |e| - delta / 2 above), on the network's chroma scale (ab / 110 for
+    # Lab): 1.0 is quadratic up to 110 Lab units (~half MSE in practice); 1/110 switches
+    # at one Lab unit and is then close to L1.
     smooth_l1_delta: float = 1.0
     feature_weight: float = 0.0
     feature_backbone: str = "vgg16"

@@ -341,11 +341,13 @@ def smooth_l1_loss(
     mask: tf.Tensor | None = None,
     global_batch_size: int | None = None,
 ) -> tf.Tensor:
-    """Huber loss, mean over elements (Huber, 1964; seed 003 suggests it for the mask term).
+    """Smooth L1, mean over elements (Girshick's Fast R-CNN loss; seed 002's baseline).
 
-    ``h(e) = 0.5 e^2`` if ``|e| <= delta`` else ``delta (|e| - 0.5 delta)`` with
-    ``e = y_true - y_pred`` (the :class:`keras.losses.Huber` definition; for
-    ``delta = 1`` this is Fast R-CNN's smooth-L1). Masking as in :func:`l1_loss`.
+    ``s(e) = 0.5 e^2 / delta`` if ``|e| < delta`` else ``|e| - 0.5 delta`` with
+    ``e = y_true - y_pred``: PyTorch's ``SmoothL1Loss(beta=delta)``, whose linear part
+    keeps L1's unit slope, so it tends to L1 as ``delta -> 0``. It is the Huber loss
+    (:class:`keras.losses.Huber`, Huber 1964) divided by ``delta``; the two agree at
+    ``delta = 1``. Masking as in :func:`l1_loss`.
 
     Args:
         y_true: target, ``[B, ...]``.
@@ -360,8 +362,8 @@ def smooth_l1_loss(
     abs_err = tf.abs(tf.cast(y_true, tf.float32) - tf.cast(y_pred, tf.float32))
     delta = tf.constant(delta, tf.float32)
     quad = tf.minimum(abs_err, delta)
-    # 0.5 q^2 + delta (|e| - q) equals both branches and has a smooth gradient.
-    huber = 0.5 * tf.square(quad) + delta * (abs_err - quad)
+    # (0.5 q^2 + delta (|e| - q)) / delta equals both branches and has a smooth gradient.
+    huber = (0.5 * tf.square(quad) + delta * (abs_err - quad)) / delta
     if mask is None and global_batch_size is None:
         return tf.reduce_mean(huber)
     return _reduce_batch(_weighted_per_example_mean(huber, mask), global_batch_size)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -43,6 +44,8 @@ import tensorflow as tf
 
 from . import colour, inference
 from .config import ExperimentConfig, from_dict
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "NOISE_SEED_SALT",
@@ -219,7 +222,8 @@ class Predictor:
 
         Raises:
             ValueError: bad shapes, or a mask/hints for a model without a mask
-                channel, or hints without a mask.
+                channel, or hints without a mask, or hints for a model that colours
+                inside the mask only.
         """
         arr = np.asarray(rgb_uint8)
         single = arr.ndim == 3
@@ -235,6 +239,11 @@ class Predictor:
             )
         if hints is not None and mask is None:
             raise ValueError("hints need a mask (the hint colours apply inside the mask only)")
+        if hints is not None and self.colours_inside_mask_only:
+            raise ValueError(
+                f"{self.source}: trained with loss.mask_target=partial, it colours inside the mask "
+                "from the mask alone: give a mask without hints"
+            )
         if mask is None and self.colours_inside_mask_only:
             mask = np.ones((h, w, 1), np.float32)
         if mask is not None:
@@ -585,6 +594,12 @@ class TFLitePredictor(Predictor):
         )
         signature = [int(v) for v in self._in.get("shape_signature", self._in["shape"])]
         self._mask_only = bool(side.get("mask_target") == "partial")
+        if side.get("mask_channel") and "mask_target" not in side:
+            logger.warning(
+                "%s: the sidecar %s predates mask_target; assuming the model was trained with "
+                "hints (loss.mask_target=hints). Re-export it if it colours inside its mask only.",
+                source, self.sidecar_path,
+            )
         if self.sidecar is not None:
             spec = inference.ModelSpec(
                 image_size=int(side["image_size"]),

@@ -107,7 +107,7 @@ DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_PNG_COMPRESSION = 3
 CONFIG_ASSET = "colourise_config.json"
 METADATA_ASSET = "colourise_export.json"
-METADATA_VERSION = 1
+METADATA_VERSION = 2  # 2: mask_target
 
 # Format codes of the header sniffer (order of the tf.switch_case branches).
 _JPEG, _PNG, _GIF, _BMP, _UNKNOWN = range(5)
@@ -449,6 +449,7 @@ def export_metadata(
         "png_compression": png_compression,
         "max_pixels": int(max_pixels),
         "serving_noise_seed": [0, 0] if m.noise_channel else None,
+        "mask_target": cfg.loss.mask_target if m.mask_channel else None,
         "serving_hints": _serving_hints(cfg),
         "signatures": list(ALL_SIGNATURES),
     }

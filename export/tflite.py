@@ -67,7 +67,7 @@ __all__ = [
 
 VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
 DEFAULT_CALIBRATION_STEPS = 64
-SIDECAR_VERSION = 1
+SIDECAR_VERSION = 2  # 2: mask_target
 OUTPUT_NAME = "ab"
 _PASS_THROUGH_OPS = {"QUANTIZE", "DEQUANTIZE"}
 

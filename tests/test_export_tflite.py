@@ -281,3 +281,33 @@ def test_mask_target_reaches_the_tflite_predictor(tmp_path, samples, target):
     with_empty = lite.colourise(img, mask=np.zeros_like(full))
     np.testing.assert_array_equal(plain, with_full if target == "partial" else with_empty)
     assert np.abs(plain.astype(int) - keras_pred.colourise(img).astype(int)).max() <= 2
+    if target == "partial":  # hints are refused by the TFLite predictor and the CLI alike
+        from colourise_tf import cli
+
+        with pytest.raises(ValueError, match="trained with loss.mask_target=partial"):
+            lite.colourise(img, mask=full, hints=img)
+        with pytest.raises(ValueError, match="trained with loss.mask_target=partial"):
+            cli.colourise_files([], lite, tmp_path / "cli", mask=full, hints=img)
+        assert not (tmp_path / "cli").exists()
+
+
+def test_sidecar_without_mask_target_warns_and_assumes_hints(tmp_path, caplog):
+    """A mask model's sidecar from before mask_target existed: hints-target, with a warning."""
+    from colourise_tf.predictors import load_predictor
+
+    run = tmp_path / "run"
+    cfg = apply_overrides(get_preset("tiny"), ["model.mask_channel=true", "loss.mask_target=partial"])
+    run.mkdir()
+    save_config(cfg, run / "config.json")
+    ckpt = tf.train.Checkpoint(generator=build_generator(cfg.model), step=tf.Variable(1, dtype=tf.int64))
+    tf.train.CheckpointManager(ckpt, str(run / "checkpoints"), 1).save()
+    paths = tl.export_tflite(run, tmp_path / "out", ["float32"])
+    sidecar_path = tmp_path / "out" / "tiny.json"
+    old = json.loads(sidecar_path.read_text())
+    del old["mask_target"]
+    old["format_version"] = 1
+    sidecar_path.write_text(json.dumps(old))
+    with caplog.at_level("WARNING", logger="colourise_tf.predictors"):
+        lite = load_predictor(paths["float32"])
+    assert not lite.colours_inside_mask_only
+    assert "predates mask_target" in caplog.text and "tiny.json" in caplog.text

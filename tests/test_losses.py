@@ -232,8 +232,12 @@ def test_smooth_l1_hand_computed():
         float(keras.losses.Huber(delta=1.0)(tf.reshape(y_true, [-1]), tf.reshape(y_pred, [-1]))),
         rtol=1e-6,
     )
-    # delta = 2: .5 -> .125; 1 -> .5; 3 -> 2*(3 - 1) = 4;  mean 4.625/4
-    np.testing.assert_allclose(float(losses.smooth_l1_loss(y_true, y_pred, delta=2.0)), 1.15625)
+    # delta = 2 (PyTorch's beta): .5 -> .5*.25/2 = .0625; 1 -> .5/2 = .25; 3 -> 3 - 1 = 2; mean 2.3125/4
+    np.testing.assert_allclose(float(losses.smooth_l1_loss(y_true, y_pred, delta=2.0)), 0.578125)
+    # small delta: tends to L1 (Huber / delta), not to delta * L1
+    np.testing.assert_allclose(
+        float(losses.smooth_l1_loss(y_true, y_pred, delta=1e-3)), float(losses.l1_loss(y_true, y_pred)), atol=1e-3
+    )
 
 
 # ------------------------------------------------------------------------------ mask

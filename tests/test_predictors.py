@@ -250,6 +250,9 @@ def test_missing_mask_means_none_or_everywhere(tmp_path, target):
     plain, with_full, with_empty = pred.colourise(img), pred.colourise(img, mask=full), pred.colourise(img, mask=empty)
     assert not np.array_equal(with_full, with_empty)  # the mask channel matters to this generator
     np.testing.assert_array_equal(plain, with_full if target == "partial" else with_empty)
+    if target == "partial":  # it never saw hints
+        with pytest.raises(ValueError, match="trained with loss.mask_target=partial"):
+            pred.colourise(img, mask=full, hints=img)
 
 
 def test_mask_on_model_without_mask_channel(vivid_run):

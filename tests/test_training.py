@@ -261,6 +261,8 @@ def test_imagenet_presets_follow_the_seed_split_unless_the_dataset_changes():
     assert resolved("data.dataset=cifar10", "data.eval_split=test").eval_split == "test"
     assert resolved("--dataset", "cifar10", "--split", "test").split == "test"
     assert resolved("--dataset", "cifar10", "data.split=train[:50%]").split == "train[:50%]"
+    assert resolved("--dataset", "cifar10", "data.split = test").split == "test"  # spaced like the parser allows
+    assert resolved("--dataset", "cifar10", " data.eval_split = test").eval_split == "test"
 
 
 def _two_cpus():
@@ -539,10 +541,22 @@ def test_mask_target_sets_generator_hints_and_every_chroma_target(target):
     np.testing.assert_allclose(seen["target"], expected_target, atol=1e-6)
     assert np.isfinite(float(metrics["loss/g_mask"]))
 
+    # The image grids colourise as inference does: an empty mask, or a full one for partial.
+    from colourise_tf import inference
+
+    spec = inference.ModelSpec.from_model_config(cfg.model)
+    full = inference.generator_input(grey, spec, mask_small=tf.ones_like(grey))
+    empty = inference.generator_input(grey, spec)
+    _, fake_rgb, _ = trainer.colourise_batch(image)
+    want = trainer.generator(full if target == "partial" else empty, training=False)
+    np.testing.assert_allclose(
+        fake_rgb.numpy(), colour.model_to_rgb(grey, tf.cast(want, tf.float32), "lab").numpy(), atol=1e-5
+    )
+
 
 @pytest.mark.parametrize("delta", [1.0, 1 / 110])
 def test_smooth_l1_reconstruction_uses_the_configured_delta(delta):
-    """loss.smooth_l1_delta reaches the reconstruction term (Huber, on the chroma scale)."""
+    """loss.smooth_l1_delta reaches the reconstruction term (smooth L1 with beta = delta)."""
     cfg = config_lib.apply_overrides(
         config_lib.get_preset("tiny"), ["loss.reconstruction=smooth_l1", f"loss.smooth_l1_delta={delta}"]
     )
@@ -552,7 +566,7 @@ def test_smooth_l1_reconstruction_uses_the_configured_delta(delta):
     rng = np.random.default_rng(0)
     y_true, y_pred = rng.uniform(-1, 1, (2, 8, 8, 2)), rng.uniform(-1, 1, (2, 8, 8, 2))
     e = np.abs(y_true - y_pred)
-    huber = np.where(e <= delta, 0.5 * e**2, delta * (e - 0.5 * delta)).mean()
+    huber = np.where(e < delta, 0.5 * e**2 / delta, e - 0.5 * delta).mean()  # PyTorch SmoothL1Loss(beta)
     got = float(trainer.reconstruction(tf.constant(y_true, tf.float32), tf.constant(y_pred, tf.float32)))
     np.testing.assert_allclose(got, huber, rtol=1e-5)
     with pytest.raises(ValueError, match="loss.smooth_l1_delta must be > 0"):

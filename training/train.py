@@ -81,8 +81,9 @@ def resolve_config(args: argparse.Namespace) -> config_lib.ExperimentConfig:
             _check_flag_agrees(cfg, f"--{flag.replace('_', '-')}", key, value, args.overrides)
     overrides += list(args.overrides)
     resolved = config_lib.apply_overrides(cfg, overrides)
-    split_given = args.split is not None or any(o.strip().startswith("data.split=") for o in overrides)
-    eval_given = any(o.strip().startswith("data.eval_split=") for o in overrides)
+    keys = {o.split("=", 1)[0].strip() for o in overrides}
+    split_given = args.split is not None or "data.split" in keys
+    eval_given = "data.eval_split" in keys
     if resolved.data.dataset != cfg.data.dataset and cfg.data.split.startswith("gorriz-"):
         # The gorriz-* splits are ImageNet's protocol (seeds 000/002): another dataset
         # (--dataset or data.dataset=) trains on its own train split unless a split is given.
