@@ -363,10 +363,10 @@ def smooth_l1_loss(
     delta = tf.constant(delta, tf.float32)
     quad = tf.minimum(abs_err, delta)
     # (0.5 q^2 + delta (|e| - q)) / delta equals both branches and has a smooth gradient.
-    huber = (0.5 * tf.square(quad) + delta * (abs_err - quad)) / delta
+    smooth = (0.5 * tf.square(quad) + delta * (abs_err - quad)) / delta
     if mask is None and global_batch_size is None:
-        return tf.reduce_mean(huber)
-    return _reduce_batch(_weighted_per_example_mean(huber, mask), global_batch_size)
+        return tf.reduce_mean(smooth)
+    return _reduce_batch(_weighted_per_example_mean(smooth, mask), global_batch_size)
 
 
 # ------------------------------------------------------------- feature reconstruction
