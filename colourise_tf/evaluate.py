@@ -595,8 +595,7 @@ def _generate(
     # Mask models get an empty mask (automatic colourisation); those that colour inside
     # the mask only (seed 003's target) get a full one, so they colour the whole image.
     full_mask = getattr(model.predictor, "colours_inside_mask_only", False)
-    mask_small = tf.ones_like(grey_small) if full_mask else None
-    g_in = inference.generator_input(grey_small, spec, mask_small=mask_small, seed=seed)
+    g_in = inference.generator_input(grey_small, spec, seed=seed, full_mask=full_mask)
     chroma_small = tf.cast(inference.pick_chroma(model.predictor.chroma(g_in), spec), tf.float32)
     if not bool(tf.reduce_all(tf.math.is_finite(chroma_small))):
         raise EvaluationError(

@@ -75,6 +75,7 @@ def generator_input(
     mask_small: tf.Tensor | None = None,
     hints_small: tf.Tensor | None = None,
     seed: tf.Tensor | None = None,
+    full_mask: bool = False,
 ) -> tf.Tensor:
     """Builds G's input tensor at model size in the documented channel order
     (L, [noise], [mask, hint chroma]).
@@ -85,6 +86,8 @@ def generator_input(
         mask_small, hints_small: ``[B, S, S, 1]`` and ``[B, S, S, 2]`` for mask
             models; zeros (no hints) when omitted.
         seed: int64 ``[2]`` stateless seed for the noise channel (0, 0 if omitted).
+        full_mask: an omitted mask is all ones instead of zeros: for models that
+            colour inside their mask only (:func:`colours_inside_mask_only`).
     """
     parts = [grey_small]
     if spec.noise_channel:
@@ -92,7 +95,10 @@ def generator_input(
         parts.append(tf.random.stateless_normal(tf.shape(grey_small), seed=seed))
     if spec.mask_channel:
         shape = tf.shape(grey_small)
-        mask = tf.zeros(shape) if mask_small is None else tf.cast(mask_small, tf.float32)
+        if mask_small is None:
+            mask = tf.ones(shape) if full_mask else tf.zeros(shape)
+        else:
+            mask = tf.cast(mask_small, tf.float32)
         hints = (
             tf.zeros(tf.concat([shape[:-1], [2]], 0))
             if hints_small is None
@@ -129,6 +135,7 @@ def colourise_grey(
     mask_full: tf.Tensor | None = None,
     hints_full: tf.Tensor | None = None,
     seed: tf.Tensor | None = None,
+    full_mask: bool = False,
 ) -> tf.Tensor:
     """Colourises network-range grey images of any size.
 
@@ -141,6 +148,7 @@ def colourise_grey(
         mask_full, hints_full: optional full-resolution mask ``[B, H, W, 1]`` and
             hint chroma ``[B, H, W, 2]`` (network range) for mask models.
         seed: stateless seed for the noise channel.
+        full_mask: see :func:`generator_input`.
 
     Returns:
         ``[B, H, W, 2]`` chroma at full resolution, network range, after the gain.
@@ -154,7 +162,9 @@ def colourise_grey(
         mask_small = tf.cast(tf.image.resize(mask_full, size, method="nearest"), tf.float32)
     if hints_full is not None:
         hints_small = tf.image.resize(hints_full, size, method="nearest")
-    g_in = generator_input(grey_small, spec, mask_small=mask_small, hints_small=hints_small, seed=seed)
+    g_in = generator_input(
+        grey_small, spec, mask_small=mask_small, hints_small=hints_small, seed=seed, full_mask=full_mask
+    )
     chroma_small = pick_chroma(chroma_fn(g_in), spec)
     chroma_full = tf.image.resize(chroma_small, full, method="bilinear")
     return colour.apply_saturation(chroma_full, saturation)
@@ -169,6 +179,7 @@ def colourise_rgb(
     mask_full: tf.Tensor | None = None,
     hints_full: tf.Tensor | None = None,
     seed: tf.Tensor | None = None,
+    full_mask: bool = False,
 ) -> tf.Tensor:
     """Colourises RGB (or grey-as-RGB) images from their own lightness.
 
@@ -177,7 +188,7 @@ def colourise_rgb(
 
     Args:
         rgb: ``[B, H, W, 3]`` uint8 or float ``[0, 1]``.
-        chroma_fn, spec, saturation, mask_full, hints_full, seed: see
+        chroma_fn, spec, saturation, mask_full, hints_full, seed, full_mask: see
             :func:`colourise_grey`.
 
     Returns:
@@ -185,7 +196,8 @@ def colourise_rgb(
     """
     grey = grey_of(rgb, spec.colour_space)
     chroma = colourise_grey(
-        grey, chroma_fn, spec, saturation=saturation, mask_full=mask_full, hints_full=hints_full, seed=seed
+        grey, chroma_fn, spec, saturation=saturation, mask_full=mask_full, hints_full=hints_full, seed=seed,
+        full_mask=full_mask,
     )
     return colour.model_to_rgb(grey, chroma, spec.colour_space)
 

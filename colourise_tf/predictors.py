@@ -244,8 +244,6 @@ class Predictor:
                 f"{self.source}: trained with loss.mask_target=partial, it colours inside the mask "
                 "from the mask alone: give a mask without hints"
             )
-        if mask is None and self.colours_inside_mask_only:
-            mask = np.ones((h, w, 1), np.float32)
         if mask is not None:
             m = _binary_mask(mask)
             m = tf.convert_to_tensor(m if m.ndim == 4 else m[None])
@@ -297,6 +295,7 @@ class Predictor:
                 saturation=saturation,
                 mask_full=mask_full,
                 hints_full=hints_full,
+                full_mask=self.colours_inside_mask_only,
             )
             return inference.to_uint8(out)
 

@@ -309,13 +309,6 @@ class ColouriseServingModule(tf.Module):
     def _chroma_fn(self, x: tf.Tensor):
         return self._generator(x, training=False)
 
-    def _serving_mask(self, images: tf.Tensor) -> tf.Tensor | None:
-        """The mask the serving signatures give G: ``None`` (an empty mask) except for
-        models that colour inside the mask only, which get a full one."""
-        if not self._whole_mask:
-            return None
-        return tf.ones(tf.concat([tf.shape(images)[:-1], [1]], 0), tf.float32)
-
     def _encode(self, rgb_uint8: tf.Tensor) -> tf.Tensor:
         if self._output_format == "jpeg":
             return tf.io.encode_jpeg(rgb_uint8, quality=self._jpeg_quality)
@@ -325,7 +318,7 @@ class ColouriseServingModule(tf.Module):
         """One encoded image -> one encoded colourised image (scalar strings)."""
         rgb = decode_image_checked(contents, self._max_pixels)[tf.newaxis]
         out = inference.colourise_rgb(
-            rgb, self._chroma_fn, self._spec, saturation=saturation, mask_full=self._serving_mask(rgb)
+            rgb, self._chroma_fn, self._spec, saturation=saturation, full_mask=self._whole_mask
         )
         return self._encode(inference.to_uint8(out)[0])
 
@@ -371,7 +364,7 @@ class ColouriseServingModule(tf.Module):
         shape = tf.shape(L)
         with tf.control_dependencies([_check_pixels(shape[1], shape[2], self._max_pixels, "L")]):
             grey = colour.normalize_l(L)
-        chroma = inference.colourise_grey(grey, self._chroma_fn, self._spec, mask_full=self._serving_mask(grey))
+        chroma = inference.colourise_grey(grey, self._chroma_fn, self._spec, full_mask=self._whole_mask)
         if self._spec.colour_space == "lab":
             return {"ab": colour.denormalize_ab(chroma)}
         return {"ab": chroma / 2.0}  # yuv: network range = 2 * (U, V)

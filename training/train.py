@@ -49,13 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _override_key(override: str) -> str:
+    """``"section.field"`` of a ``section.field=value`` override (spaces allowed)."""
+    return override.split("=", 1)[0].strip()
+
+
 def _check_flag_agrees(cfg, flag: str, key: str, value, overrides) -> None:
     """Raises ``ValueError`` when a ``key=value`` override sets ``flag``'s field to
     something else (e.g. ``--steps 5 train.steps=6``): neither silently wins."""
     section, field = key.split(".")
     want = getattr(getattr(config_lib.apply_overrides(cfg, [f"{key}={value}"]), section), field)
     for override in overrides:
-        if override.strip().split("=", 1)[0].strip() != key:
+        if _override_key(override) != key:
             continue
         got = getattr(getattr(config_lib.apply_overrides(cfg, [override]), section), field)
         if got != want:
@@ -81,7 +86,7 @@ def resolve_config(args: argparse.Namespace) -> config_lib.ExperimentConfig:
             _check_flag_agrees(cfg, f"--{flag.replace('_', '-')}", key, value, args.overrides)
     overrides += list(args.overrides)
     resolved = config_lib.apply_overrides(cfg, overrides)
-    keys = {o.split("=", 1)[0].strip() for o in overrides}
+    keys = {_override_key(o) for o in overrides}
     split_given = args.split is not None or "data.split" in keys
     eval_given = "data.eval_split" in keys
     if resolved.data.dataset != cfg.data.dataset and cfg.data.split.startswith("gorriz-"):

@@ -307,8 +307,9 @@ class GANTrainer:
         space = self.cfg.model.colour_space
         grey, chroma = colour.rgb_to_model(rgb_uint8, space)
         # As at inference: an empty mask, or a full one for models that colour inside it only.
-        full_mask = inference.colours_inside_mask_only(self.spec, self.cfg)
-        g_in = inference.generator_input(grey, self.spec, mask_small=tf.ones_like(grey) if full_mask else None)
+        g_in = inference.generator_input(
+            grey, self.spec, full_mask=inference.colours_inside_mask_only(self.spec, self.cfg)
+        )
         pred = inference.pick_chroma(self.generator(g_in, training=training), self.spec)
         return (
             colour.model_to_rgb(grey, tf.zeros_like(chroma), space),
