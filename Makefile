@@ -53,12 +53,14 @@ train: $(STAMP)
 	  $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(MANUAL_DIR),--manual-dir $(MANUAL_DIR)) \
 	  $(OVERRIDES)
 
-# Export (issue 6): TF Serving layout exports/<preset>/<version>/ + models.config, and TFLite.
+# Export: TF Serving layout $(EXPORT_DIR)/<preset>/<version>/ + models.config, and the
+# four TFLite variants in $(EXPORT_DIR)/tflite/.
+EXPORT_DIR ?= exports
 export: $(STAMP)
-	$(BIN)/colourise-export savedmodel $(WORKDIR) --base-dir exports/$(PRESET) --model-name colourise
-	$(BIN)/colourise-export tflite $(WORKDIR) --out-dir exports/tflite
+	$(BIN)/colourise-export savedmodel $(WORKDIR) --base-dir $(EXPORT_DIR)/$(PRESET) --model-name colourise
+	$(BIN)/colourise-export tflite $(WORKDIR) --out-dir $(EXPORT_DIR)/tflite
 
-# Evaluation (issue 5): EVAL_MODELS may list several run dirs / SavedModels / .tflite files.
+# Evaluation: EVAL_MODELS may list several run dirs / SavedModels / .tflite files.
 EVAL_MODELS ?= $(WORKDIR)
 EVAL_OUT    ?= $(WORKDIR)/eval
 PERCEPTUAL  ?= imagenet

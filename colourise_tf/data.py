@@ -120,7 +120,7 @@ SAMPLE_NAMES: tuple[str, ...] = (
 )
 
 #: File name endings accepted from folders and globs (compared case-insensitively).
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 #: Synthetic mask families of seed 003 ("partial-mask" preset).
 MASK_KINDS: tuple[str, ...] = (

@@ -26,7 +26,7 @@ import functools
 
 import tensorflow as tf
 
-from colourise_tf.cpu import cpu_flags, cpu_only
+from colourise_tf.cpu import cpu_flags, cpu_kernels_enabled
 
 # Rule thresholds of gemm_conv_wanted (module-level so tests can force the path).
 MAX_ROWS = 1024  # GEMM rows: batch x positions on the layer's small side
@@ -39,7 +39,7 @@ DTYPES = ("float32",)
 def gemm_conv_wanted(rows: int, kernel_shape, strides, dtype, training: bool) -> bool:
     """Whether :func:`colourise_tf.layers.conv_forward` uses this module's convs.
 
-    Training on a CPU-only host, float32, at most ``MAX_ROWS`` positions on the
+    Training where the CPU-kernel gate allows (by default on a CPU-only host), float32, at most ``MAX_ROWS`` positions on the
     layer's small side (``MAX_ROWS_AVX512`` on CPUs with AVX-512, see
     :func:`_avx512`; the output of a conv, the input of a transposed conv; batch
     included), ``C_in x C_out >=
@@ -65,13 +65,13 @@ def gemm_conv_wanted(rows: int, kernel_shape, strides, dtype, training: bool) ->
     256x256) was 1.7% and 3.9% faster with it in two interleaved in-process A/Bs.
     bfloat16 (AMX) is not routed here.
     """
-    if not training or getattr(dtype, "name", dtype) not in DTYPES:
+    if not cpu_kernels_enabled(training) or getattr(dtype, "name", dtype) not in DTYPES:
         return False
     kh, kw, ci, co = (int(d) for d in kernel_shape)
     sh, sw = (int(v) for v in strides)
     if kh != kw or sh != sw or kh % sh or ci * co < MIN_CHANNEL_PRODUCT:
         return False
-    return cpu_only() and rows <= (MAX_ROWS_AVX512 if _avx512() else MAX_ROWS)
+    return rows <= (MAX_ROWS_AVX512 if _avx512() else MAX_ROWS)
 
 
 @functools.lru_cache(maxsize=None)

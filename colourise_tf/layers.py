@@ -84,6 +84,7 @@ import tensorflow as tf
 from keras import ops
 
 from colourise_tf import gemm_conv, thin_conv, winograd
+from colourise_tf.cpu import CPU_KERNEL_SCOPE, cpu_kernels_enabled
 
 __all__ = [
     "SpectralNorm",
@@ -466,7 +467,8 @@ def conv_forward(layer, x, kernel, explicit_padding: int | None = None, training
         kernel: kernel in the layer's layout and the compute dtype.
         explicit_padding: zero pixels added per side before a "valid" ``Conv2D``
             (the PatchGAN's ``padding=1``); see :func:`_explicit_pad`.
-        training: whether the call is part of a training step; only then may a
+        training: whether the call is part of a training step; only then, and only
+            where the CPU-kernel gate allows (:func:`colourise_tf.cpu.cpu_kernels_enabled`), may a
             float32 conv or transposed conv over few positions run as GEMMs
             (:mod:`gemm_conv`, where :func:`gemm_conv.gemm_conv_wanted` says so), a
             float32 stride-1 conv run as :func:`winograd.winograd_conv2d` (where
@@ -474,11 +476,20 @@ def conv_forward(layer, x, kernel, explicit_padding: int | None = None, training
             to a few channels in two steps (:mod:`thin_conv`, where its rules say
             so), so inference and exported graphs keep the plain conv ops.
 
-    For static shapes where :func:`patch_filter_gradient_wanted` or
-    :func:`shifted_filter_gradient_wanted` says so, the kernel gradient is computed
+    Under the same gate, for static shapes where :func:`patch_filter_gradient_wanted`
+    or :func:`shifted_filter_gradient_wanted` says so, the kernel gradient is computed
     with GEMMs instead of oneDNN's filter-gradient kernel; values and gradients are
-    the same either way (up to summation order).
+    the same either way (up to summation order). Those paths' ops are created in the
+    name scope :data:`colourise_tf.cpu.CPU_KERNEL_SCOPE`.
     """
+    if cpu_kernels_enabled(training):
+        with tf.name_scope(CPU_KERNEL_SCOPE):
+            return _conv_forward(layer, x, kernel, explicit_padding, fast=True)
+    return _conv_forward(layer, x, kernel, explicit_padding, fast=False)
+
+
+def _conv_forward(layer, x, kernel, explicit_padding: int | None, fast: bool):
+    """:func:`conv_forward`; ``fast``: the CPU-only kernels may be used."""
     strides = tuple(layer.strides)
     static = all(d is not None for d in x.shape)
     if isinstance(layer, keras.layers.Conv2DTranspose):
@@ -495,19 +506,19 @@ def conv_forward(layer, x, kernel, explicit_padding: int | None = None, training
             oh, ow = (h - 1) * strides[0] + kh, (w - 1) * strides[1] + kw
         out_shape = [b, oh, ow, int(kernel.shape[2])]
         padding = layer.padding.upper()
-        if gemm_conv.gemm_conv_wanted(b * h * w, kernel.shape, strides, x.dtype, training):
+        if gemm_conv.gemm_conv_wanted(b * h * w, kernel.shape, strides, x.dtype, fast):
             return gemm_conv.gemm_conv2d_transpose(x, kernel, out_shape, strides, padding)
-        if thin_conv.thin_output_transpose_wanted(kernel.shape, x.dtype, training):
+        if thin_conv.thin_output_transpose_wanted(kernel.shape, x.dtype, fast):
             return thin_conv.thin_output_conv2d_transpose(x, kernel, out_shape, strides, padding)
-        filter_grad = _filter_grad_fn(b * h * w, kernel.shape, strides, x.dtype)
+        filter_grad = _filter_grad_fn(b * h * w, kernel.shape, strides, x.dtype) if fast else None
         if filter_grad is not None:
             return _conv2d_transpose_custom_grad(x, kernel, out_shape, strides, padding, filter_grad)
         return tf.nn.conv2d_transpose(x, kernel, out_shape, [1, *strides, 1], padding)
-    if training and _plain(layer) and static:
+    if fast and _plain(layer) and static:
         pads = _gemm_pads(layer, x, kernel, explicit_padding)
         if pads is not None:
             return gemm_conv.gemm_conv2d(x, kernel, strides, pads)
-    if training and _plain(layer) and all(d is not None for d in x.shape[1:]):
+    if fast and _plain(layer) and all(d is not None for d in x.shape[1:]):
         pads = _winograd_pads(layer, x, explicit_padding)
         if pads is not None:
             return winograd.winograd_conv2d(x, kernel, pads)
@@ -517,9 +528,9 @@ def conv_forward(layer, x, kernel, explicit_padding: int | None = None, training
         padding = layer.padding.upper()
     else:
         return layer.convolution_op(x, kernel)
-    if thin_conv.thin_output_wanted(kernel.shape, strides, x.dtype, training):
+    if thin_conv.thin_output_wanted(kernel.shape, strides, x.dtype, fast):
         return thin_conv.thin_output_conv2d(x, kernel, padding)
-    if static:
+    if fast and static:
         b, h, w, _ = (int(d) for d in x.shape)
         kh, kw = layer.kernel_size
         if padding == "SAME":

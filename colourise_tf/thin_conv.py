@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from colourise_tf.cpu import cpu_only
+from colourise_tf.cpu import cpu_kernels_enabled
 
 # Rule thresholds of thin_output_wanted (module-level so tests can force the path).
 MAX_OUTPUT_CHANNELS = 4
@@ -36,19 +36,18 @@ MIN_INPUT_CHANNELS = 64
 def thin_output_wanted(kernel_shape, strides, dtype, training: bool) -> bool:
     """Whether :func:`colourise_tf.layers.conv_forward` uses :func:`thin_output_conv2d`.
 
-    Training on a CPU-only host, float32 or bfloat16, stride 1, at most
+    Training where the CPU-kernel gate allows (by default on a CPU-only host), float32 or
+    bfloat16, stride 1, at most
     ``MAX_OUTPUT_CHANNELS`` output and at least ``MIN_INPUT_CHANNELS`` input channels.
     Measured fwd+bwd with one thread at batch 4, 4x4 512->1, in two runs
     (``python benchmarks/layer_kernels.py --only winograd --intra-op-threads 1`` and
     a throw-away script): float32 3.8-6.1x faster at 31x31 outputs, 2.5-4.0x at
     15x15, 1.3-1.9x at 7x7; bfloat16 2.8-4.9x, 2.4-3.8x and 1.6-2.7x.
     """
-    if not training or getattr(dtype, "name", dtype) not in ("float32", "bfloat16"):
+    if not cpu_kernels_enabled(training) or getattr(dtype, "name", dtype) not in ("float32", "bfloat16"):
         return False
     kh, kw, cin, cout = (int(d) for d in kernel_shape)
-    if tuple(strides) != (1, 1) or cout > MAX_OUTPUT_CHANNELS or cin < MIN_INPUT_CHANNELS:
-        return False
-    return cpu_only()
+    return tuple(strides) == (1, 1) and cout <= MAX_OUTPUT_CHANNELS and cin >= MIN_INPUT_CHANNELS
 
 
 def _taps(x: tf.Tensor, kernel: tf.Tensor, cin_first):

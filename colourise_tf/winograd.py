@@ -33,7 +33,7 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-from colourise_tf.cpu import cpu_only
+from colourise_tf.cpu import cpu_kernels_enabled
 
 # Interpolation points of the 6-point transforms (plus the point at infinity).
 _POINTS = (0.0, 1.0, -1.0, 0.5, -2.0)
@@ -75,7 +75,7 @@ def winograd_wanted(kernel_shape, strides, out_hw, dtype, training: bool) -> boo
     """Whether :func:`colourise_tf.layers.conv_forward` uses :func:`winograd_conv2d`.
 
     Training only (inference and exported graphs keep the plain conv op), on a host
-    without GPU or TPU (:func:`cpu_only`), float32 (:data:`DTYPES`), stride 1,
+    where the CPU-kernel gate allows (:func:`colourise_tf.cpu.cpu_kernels_enabled`), float32 (:data:`DTYPES`), stride 1,
     square ``3x3``/``4x4``/``5x5`` kernels, at least ``MIN_CHANNELS`` input and
     output channels (the per-tile GEMMs must be worth a kernel call) and at least two
     output tiles per side.
@@ -86,9 +86,7 @@ def winograd_wanted(kernel_shape, strides, out_hw, dtype, training: bool) -> boo
     2.2-2.4x; 4x4 128->256 at 31x31 1.7-1.9x; but 3x3 64->64 gains nothing, 4x4
     64->128 1.3-1.5x (left out), and 512->1 is 2x slower.
     """
-    if not training or getattr(dtype, "name", dtype) not in DTYPES:
-        return False
-    if not cpu_only():
+    if not cpu_kernels_enabled(training) or getattr(dtype, "name", dtype) not in DTYPES:
         return False
     kh, kw, cin, cout = (int(d) for d in kernel_shape)
     if kh != kw or kh not in TILE or tuple(strides) != (1, 1):

@@ -69,6 +69,7 @@ VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
 DEFAULT_CALIBRATION_STEPS = 64
 SIDECAR_VERSION = 2  # 2: mask_target
 OUTPUT_NAME = "ab"
+SIGNATURE_KEY = "serving_default"
 _PASS_THROUGH_OPS = {"QUANTIZE", "DEQUANTIZE"}
 
 
@@ -211,13 +212,48 @@ def convert_generator(
 
     Raises:
         ValueError: unknown variant.
+        TFLiteConversionError: the converted model lacks its ``serving_default``
+            signature.
         tf.lite ConverterError: an op cannot be converted with TFLite builtins (the
             message is the converter's; Select TF ops are deliberately not enabled:
             the ``ai-edge-litert`` wheel has no Flex delegate).
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown TFLite variant {variant!r}; choose from {VARIANTS}")
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(*_frozen_function(generator, cfg))
+    with tempfile.TemporaryDirectory(prefix="colourise_tflite_") as saved_model_dir:
+        _save_frozen_saved_model(generator, cfg, saved_model_dir)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[SIGNATURE_KEY])
+        model = _run_converter(converter, cfg, variant, calibration_steps, calibration_source, integer_io, log)
+    _check_signature(model, cfg)
+    return model
+
+
+def _save_frozen_saved_model(generator: keras.Model, cfg: ExperimentConfig, path: str) -> None:
+    """Writes the frozen generator function as a SavedModel with one signature.
+
+    ``TFLiteConverter.from_concrete_functions`` does this itself, but when its save
+    fails it silently falls back to a path that writes a model without signatures
+    (a deep U-Net whose graph held a custom gradient did; the model had no
+    ``serving_default`` and the export could not run it). Saving here makes any
+    such failure an error with TensorFlow's own message.
+    """
+    funcs, holder = _frozen_function(generator, cfg)
+    tf.saved_model.save(holder, path, signatures={SIGNATURE_KEY: funcs[0]})
+
+
+def _check_signature(model: bytes, cfg: ExperimentConfig) -> None:
+    """Raises :class:`TFLiteConversionError` unless ``model`` has exactly the signature
+    ``serving_default: {input_name} -> ab``."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    want = {SIGNATURE_KEY: {"inputs": [input_name_for(cfg)], "outputs": [OUTPUT_NAME]}}
+    got = Interpreter(model_content=model).get_signature_list()
+    if got != want:
+        raise TFLiteConversionError(f"the converted model's signatures are {got}, expected {want}")
+
+
+def _run_converter(converter, cfg, variant, calibration_steps, calibration_source, integer_io, log) -> bytes:
+    """Sets ``converter`` up for ``variant`` and converts (see :func:`convert_generator`)."""
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if variant == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -91,3 +91,27 @@ def assert_all_close(got, ref, rtol: float) -> None:
     for a, b in zip(got, ref):
         assert a.shape == b.shape
         np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
+
+
+def graph_ops(graph) -> list:
+    """Every operation of a ``tf.Graph`` and of the function graphs it calls."""
+    ops = list(graph.get_operations())
+    for fn in getattr(graph, "_functions", {}).values():
+        inner = getattr(fn, "graph", None)
+        if inner is not None:
+            ops += graph_ops(inner)
+    return ops
+
+
+def cpu_kernel_ops(graph) -> list[str]:
+    """Names of the ops that only the CPU-only kernels create: anything in their name
+    scope, and ``tf.custom_gradient`` wrappers other than the normalisation layers'."""
+    from colourise_tf.cpu import CPU_KERNEL_SCOPE
+
+    found = []
+    for op in graph_ops(graph):
+        in_scope = f"{CPU_KERNEL_SCOPE}/" in op.name or op.name.startswith(CPU_KERNEL_SCOPE)
+        custom = op.type == "IdentityN" and "_gradient_op_type" in op.node_def.attr and "norm" not in op.name.lower()
+        if in_scope or custom:
+            found.append(op.name)
+    return found

@@ -148,6 +148,29 @@ def test_sixteen_bit_and_palette_inputs(tmp_path, model):
     assert read(out / "pal_colourised.png").shape == (31, 45, 3)
 
 
+def test_folder_picks_up_tiff_scans(tmp_path, model):
+    """Old-photo scans are usually TIFF: a folder's .tif/.TIFF files (8- and 16-bit
+    grey, RGB) are colourised like the same files named on the command line."""
+    src = tmp_path / "scans"
+    save(src / "rgb.tif", photo(33, 41))
+    wide = np.linspace(16000, 50000, 27 * 23).reshape(27, 23).astype(np.uint16)
+    save(src / "grey16.TIFF", wide)
+    save(src / "sub" / "grey8.tiff", lightness_grey := photo(25, 30)[..., 1])
+    out = tmp_path / "out"
+    assert cli.main([str(src), "-o", str(out), "--model", model, "-q"]) == 0
+    assert files_in(out) == ["grey16_colourised.png", "grey8_colourised.png", "rgb_colourised.png"]
+    assert read(out / "rgb_colourised.png").shape == (33, 41, 3)
+    assert read(out / "grey16_colourised.png").shape == (27, 23, 3)
+    grey8 = read(out / "grey8_colourised.png")
+    assert grey8.shape == (25, 30, 3)
+    expected = lightness(np.repeat(lightness_grey[..., None], 3, -1))
+    assert np.abs(lightness(grey8) - expected).max() < 1.0
+    # The same file named explicitly gives the same result.
+    one = tmp_path / "one"
+    assert cli.main([str(src / "rgb.tif"), "-o", str(one), "--model", model, "-q"]) == 0
+    np.testing.assert_array_equal(read(one / "rgb_colourised.png"), read(out / "rgb_colourised.png"))
+
+
 # ------------------------------------------------------------------ failures
 
 

@@ -311,3 +311,42 @@ def test_sidecar_without_mask_target_warns_and_assumes_hints(tmp_path, caplog):
         lite = load_predictor(paths["float32"])
     assert not lite.colours_inside_mask_only
     assert "predates mask_target" in caplog.text and "tiny.json" in caplog.text
+
+
+def test_exported_generator_graph_has_no_training_kernels_for_any_preset():
+    """The conversion saves the generator's frozen inference function as a SavedModel;
+    a ``tf.custom_gradient`` in it (a CPU training kernel) made that save fail, and the
+    converter then silently wrote a model without signatures (the deep U-Net of the
+    default preset at 128x128 did). Every preset at its native size traces without them,
+    while the same generator in training (gate on) does use them: the check can see them."""
+    from colourise_tf import cpu
+    from colourise_tf.config import list_presets
+
+    from helpers import cpu_kernel_ops
+
+    for name in list_presets():
+        cfg = get_preset(name)
+        generator = build_generator(cfg.model)
+        fn = tl._generator_function(generator, cfg).get_concrete_function()
+        assert cpu_kernel_ops(fn.graph) == [], name
+    cfg = get_preset("gorriz-ibn-sn-md")
+    generator = build_generator(cfg.model)
+    s = cfg.model.image_size
+    with cpu.cpu_kernels("on"):
+        train_fn = tf.function(lambda x: generator(x, training=True)).get_concrete_function(
+            tf.TensorSpec([1, s, s, 1], tf.float32)
+        )
+    assert cpu_kernel_ops(train_fn.graph)
+
+
+def test_converter_refuses_a_model_without_its_signature(run, monkeypatch):
+    """Whatever the cause, a flatbuffer without ``serving_default: L -> ab`` is an error,
+    not a file the export's own loader cannot run."""
+    _, cfg, generator = run
+    empty = tl._run_converter(
+        tf.lite.TFLiteConverter.from_concrete_functions(
+            [tl._generator_function(generator, cfg).get_concrete_function()]
+        ), cfg, "float32", 1, "samples", False, None,
+    )
+    with pytest.raises(tl.TFLiteConversionError, match="signatures are {}"):
+        tl._check_signature(empty, cfg)

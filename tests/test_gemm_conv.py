@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from colourise_tf import gemm_conv
+from colourise_tf import cpu, gemm_conv
 from colourise_tf.gemm_conv import col2im, conv_pads, gemm_conv2d, gemm_conv2d_transpose, gemm_conv_wanted, im2col
 from colourise_tf.layers import ConvBlock
 
@@ -102,12 +102,12 @@ def test_gemm_conv_rule(monkeypatch):
     assert not gemm_conv_wanted(16, k, (2, 2), tf.bfloat16, training=True)
     monkeypatch.setattr(gemm_conv, "_avx512", lambda: False)
     monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: ["dev"] if kind == "GPU" else [])
-    gemm_conv.cpu_only.cache_clear()
+    cpu.cpu_only.cache_clear()
     try:
         assert not gemm_conv_wanted(16, k, (2, 2), tf.float32, training=True)
     finally:
         monkeypatch.undo()
-        gemm_conv.cpu_only.cache_clear()
+        cpu.cpu_only.cache_clear()
 
 
 @pytest.mark.parametrize("transpose", [False, True])

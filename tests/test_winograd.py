@@ -147,6 +147,13 @@ def test_spectral_norm_conv_training_routes_through_winograd(winograd_calls):
 
 
 def test_winograd_rule_is_off_when_a_gpu_or_tpu_is_visible(monkeypatch):
-    assert winograd.cpu_only()  # this test machine has neither
-    monkeypatch.setattr(winograd, "cpu_only", lambda: False)
+    from colourise_tf import cpu
+
+    assert cpu.cpu_only()  # this test machine has neither
+    monkeypatch.setattr(cpu, "cpu_only", lambda: False)
     assert not winograd_wanted([4, 4, 256, 512], (1, 1), (31, 31), tf.float32, training=True)
+    with cpu.cpu_kernels("on"):  # forced on: whatever the devices
+        assert winograd_wanted([4, 4, 256, 512], (1, 1), (31, 31), tf.float32, training=True)
+    monkeypatch.setattr(cpu, "cpu_only", lambda: True)
+    with cpu.cpu_kernels("off"):
+        assert not winograd_wanted([4, 4, 256, 512], (1, 1), (31, 31), tf.float32, training=True)
