@@ -16,10 +16,11 @@ other processes on a shared machine affects all of them alike):
 * each ``.tflite`` on one S x S input with the LiteRT interpreter (XNNPACK,
   ``--threads``), as a ratio to the SavedModel ``generator`` signature, with file
   sizes and ΔE76 (mean, p99) against the Keras model on the sample photos (chroma
-  recombined with each photo's own L, full resolution).
+  recombined with each photo's own L, full resolution) and CIEDE2000 (scikit-image).
 
     python benchmarks/inference.py                          # gorriz-ibn-sn-md at 256
     python benchmarks/inference.py --preset tiny --size 32 --repeats 3 --out /tmp/x.json
+    python benchmarks/inference.py --run runs/gorriz-ibn-sn-md --out benchmarks/results/inference_make_train.json
 
 Writes ``benchmarks/results/inference.json``.
 """
@@ -56,12 +57,14 @@ def main() -> None:
     p.add_argument("--calibration-steps", type=int, default=64, help="int8 calibration inputs (the export default)")
     p.add_argument("--image", nargs=2, type=int, default=[1024, 768], metavar=("W", "H"))
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "inference.json"))
+    p.add_argument("--run", default=None, help="a trained run directory to export and time instead of random weights")
     p.add_argument("--keep-exports", default=None, help="write the run dir and exports here instead of a temp dir")
     args = p.parse_args()
 
     import numpy as np
     import tensorflow as tf
     from PIL import Image
+    from skimage.color import deltaE_ciede2000
 
     from colourise_tf import colour, inference
     from colourise_tf.config import apply_overrides, get_preset, save_config
@@ -72,15 +75,22 @@ def main() -> None:
 
     started = time.time()
     load_before = os.getloadavg()
-    cfg = apply_overrides(get_preset(args.preset), [f"model.image_size={args.size}"])
-    tf.keras.utils.set_random_seed(0)
-    generator = build_generator(cfg.model)
+    if args.run:
+        from colourise_tf.runs import load_run
+
+        loaded_run = load_run(args.run)
+        cfg, generator = loaded_run.cfg, loaded_run.generator
+        args.preset, args.size = cfg.name, cfg.model.image_size
+    else:
+        cfg = apply_overrides(get_preset(args.preset), [f"model.image_size={args.size}"])
+        tf.keras.utils.set_random_seed(0)
+        generator = build_generator(cfg.model)
     spec = inference.ModelSpec.from_model_config(cfg.model)
     s, c_in = args.size, int(generator.inputs[0].shape[-1])
     result: dict = {
         "preset": args.preset,
         "image_size": s,
-        "weights": "random (freshly built generator)",
+        "weights": f"trained run {args.run} (step {loaded_run.step})" if args.run else "random (freshly built generator)",
         "g_params": int(generator.count_params()),
         "input_image": {"format": "JPEG", "width": args.image[0], "height": args.image[1]},
         "repeats": args.repeats,
@@ -94,11 +104,14 @@ def main() -> None:
     keep = Path(args.keep_exports) if args.keep_exports else None
     with tempfile.TemporaryDirectory(prefix="bench_inference_") as tmp:
         tmp = keep or Path(tmp)
-        run_dir = tmp / "run"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.json")
-        ckpt = tf.train.Checkpoint(generator=generator, step=tf.Variable(0, dtype=tf.int64))
-        tf.train.CheckpointManager(ckpt, str(run_dir / "checkpoints"), 1).save()
+        if args.run:
+            run_dir = Path(args.run)
+        else:
+            run_dir = tmp / "run"
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, run_dir / "config.json")
+            ckpt = tf.train.Checkpoint(generator=generator, step=tf.Variable(0, dtype=tf.int64))
+            tf.train.CheckpointManager(ckpt, str(run_dir / "checkpoints"), 1).save()
 
         # 1. Exports.
         t = time.perf_counter()
@@ -184,11 +197,13 @@ def main() -> None:
         result["tflite"] = {}
         for variant, path in paths.items():
             fn = tl.tflite_chroma_fn(path, num_threads=args.threads)
-            de = []
+            de, de00 = [], []
             for grey, ref in keras_chroma:
                 lab_v = colour.model_to_lab(grey, inference.colourise_grey(grey, fn, spec))
-                de.append(tf.norm(lab_v - colour.model_to_lab(grey, ref), axis=-1).numpy().ravel())
-            de = np.concatenate(de)
+                lab_k = colour.model_to_lab(grey, ref)
+                de.append(tf.norm(lab_v - lab_k, axis=-1).numpy().ravel())
+                de00.append(deltaE_ciede2000(lab_k.numpy(), lab_v.numpy()).ravel())
+            de, de00 = np.concatenate(de), np.concatenate(de00)
             entry = sidecar["variants"][variant]
             k = "tflite/" + variant
             result["tflite"][variant] = {
@@ -197,13 +212,15 @@ def main() -> None:
                 "vs_savedmodel_generator": round(med[k] / gen_s, 3),
                 "delta_e76_mean": round(float(de.mean()), 4),
                 "delta_e76_p99": round(float(np.percentile(de, 99)), 4),
+                "delta_e2000_mean": round(float(de00.mean()), 4),
+                "delta_e2000_p99": round(float(np.percentile(de00, 99)), 4),
                 "float_ops": entry["float_ops"],
                 "ops": entry["ops"],
             }
             print(
                 f"TFLite {variant:13s} {path.stat().st_size / 1e6:8.2f} MB  {med[k]:.3f}s "
                 f"(x{med[k] / gen_s:.2f} of SavedModel G)  ΔE76 mean {de.mean():.3f} p99 "
-                f"{np.percentile(de, 99):.3f}",
+                f"{np.percentile(de, 99):.3f}  CIEDE2000 mean {de00.mean():.3f} p99 {np.percentile(de00, 99):.3f}",
                 flush=True,
             )
     result["load_average_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]

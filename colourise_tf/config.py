@@ -57,6 +57,7 @@ _FLOAT32_MAX = 3.4028234663852886e38  # losses and learning rates are float32 on
 FEATURE_BACKBONES = ("vgg16", "resnet50")
 STRATEGIES = ("default", "onedevice", "mirrored", "multiworker", "tpu")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+CPU_KERNEL_MODES = ("auto", "on", "off")
 
 # Seed 000 §IV-B: e64:e128:e256:e512:e512:e512:e512 (the decoder mirrors it).
 UNET_256 = (64, 128, 256, 512, 512, 512, 512)
@@ -297,9 +298,18 @@ class TrainConfig:
     # loss trains (encoder + segmentation decoder); then encoder + colour decoder train on
     # both losses with the segmentation decoder frozen. 0 = both from the start.
     seg_pretrain_steps: int = 0
+    # The CPU-only kernels (colourise_tf.cpu): auto = only when TensorFlow sees no GPU and
+    # no TPU, on = whatever the devices, off = never. Only ever in the training step.
+    cpu_kernels: str = "auto"
+    # Split the CPU into this many logical devices and train on them as replicas
+    # (MirroredStrategy), to rehearse a multi-replica run on a laptop. 0 = no split.
+    cpu_replicas: int = 0
 
     def __post_init__(self) -> None:
         _check(self.strategy, STRATEGIES, "train.strategy")
+        _check(self.cpu_kernels, CPU_KERNEL_MODES, "train.cpu_kernels")
+        if self.cpu_replicas < 0:
+            raise ValueError(f"train.cpu_replicas must be >= 0 (0: no split), got {self.cpu_replicas}")
         if self.seg_pretrain_steps < 0:
             raise ValueError(f"train.seg_pretrain_steps must be >= 0, got {self.seg_pretrain_steps}")
         _check(self.precision, PRECISIONS, "train.precision")

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import tensorflow as tf
 
-CPU_KERNEL_MODES = ("auto", "on", "off")
+from colourise_tf.config import CPU_KERNEL_MODES
 #: The name scope every CPU-only kernel's ops are created in (for graph checks).
 CPU_KERNEL_SCOPE = "cpu_kernel"
 _mode = "auto"

@@ -1106,7 +1106,15 @@ class ConvBlock(keras.layers.Layer):
             x = self.norm_layer(x, training=training)
         if self.dropout_layer is not None:
             x = self.dropout_layer(x, training=training)
-        if self.act is not None:
+        if self.act is not None and training and self.activation == "leaky_relu":
+            # max(x, a x) = LeakyReLU(x) for 0 <= a < 1, with a gradient that does not
+            # read the pre-activation. With LeakyReluGrad reading it, Grappler's
+            # remapper fused conv + bias + LeakyRelu, deleted the bias add the gradient
+            # still read, and then gave up on the whole training graph with an error
+            # ("remapper failed: ... fanout ... LeakyReluGrad exist for missing node").
+            # Inference and exports keep the LeakyRelu op.
+            x = ops.maximum(x, ops.cast(self.leaky_slope, x.dtype) * x)
+        elif self.act is not None:
             x = self.act(x)
         return x
 

@@ -1,7 +1,8 @@
 """Test-session set-up.
 
-Two logical CPU devices are configured before TensorFlow initialises, so the
-multi-replica code path (MirroredStrategy) is exercised on a CPU-only machine.
+Eight logical CPU devices are configured before TensorFlow initialises, so the
+multi-replica code paths (MirroredStrategy over 2 or 8 replicas, as
+``train.cpu_replicas`` does for users) are exercised on a CPU-only machine.
 """
 
 import os
@@ -13,7 +14,7 @@ import tensorflow as tf  # noqa: E402
 _cpus = tf.config.list_physical_devices("CPU")
 try:
     tf.config.set_logical_device_configuration(
-        _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+        _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 8
     )
 except RuntimeError:  # already initialised by a plugin; the mirrored tests then skip
     pass

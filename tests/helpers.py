@@ -105,13 +105,18 @@ def graph_ops(graph) -> list:
 
 def cpu_kernel_ops(graph) -> list[str]:
     """Names of the ops that only the CPU-only kernels create: anything in their name
-    scope, and ``tf.custom_gradient`` wrappers other than the normalisation layers'."""
+    scope, and ``tf.custom_gradient`` wrappers inside the networks other than the
+    normalisation layers' (IBN's fused kernel is device-neutral)."""
     from colourise_tf.cpu import CPU_KERNEL_SCOPE
 
     found = []
     for op in graph_ops(graph):
         in_scope = f"{CPU_KERNEL_SCOPE}/" in op.name or op.name.startswith(CPU_KERNEL_SCOPE)
-        custom = op.type == "IdentityN" and "_gradient_op_type" in op.node_def.attr and "norm" not in op.name.lower()
+        in_network = "generator" in op.name or "discriminator" in op.name
+        custom = (
+            op.type == "IdentityN" and "_gradient_op_type" in op.node_def.attr
+            and in_network and "norm" not in op.name.lower()
+        )
         if in_scope or custom:
             found.append(op.name)
     return found

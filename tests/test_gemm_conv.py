@@ -185,7 +185,7 @@ def test_gan_step_with_gemm_convs_matches_plain_step_also_mirrored(monkeypatch):
     runs = [one_step(tf.distribute.get_strategy(), 10**9)]
     assert "gemm_conv2d" in calls and "gemm_conv2d_transpose" in calls
     if len(tf.config.list_logical_devices("CPU")) >= 2:
-        mirrored = make_strategy("mirrored")
+        mirrored = make_strategy("mirrored", cpu_replicas=2)
         assert mirrored.num_replicas_in_sync == 2
         runs.append(one_step(mirrored, 10**9))
     for weights, g_total, d_total in runs:

@@ -303,7 +303,7 @@ def test_mirrored_two_replicas_equals_single_replica_update():
             k: float(v) for k, v in metrics.items()
         }
 
-    mirrored = make_strategy("mirrored")
+    mirrored = make_strategy("mirrored", cpu_replicas=2)
     assert mirrored.num_replicas_in_sync == 2
     w_single, m_single = one_step(tf.distribute.get_strategy())
     w_multi, m_multi = one_step(mirrored)
@@ -319,7 +319,7 @@ def test_host_fed_split_equals_distribute_dataset_split(batch):
     from training.loop import _split_over_replicas
     from training.runtime import make_strategy
 
-    strategy = make_strategy("mirrored")
+    strategy = make_strategy("mirrored", cpu_replicas=2)
     x = {"image": tf.reshape(tf.range(batch * 3), [batch, 3]), "mask": tf.ones([batch, 1])}
     ref = next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(x))))
     got = _split_over_replicas(strategy, x)
@@ -339,7 +339,7 @@ def test_mirrored_resume_restores_the_input_iterator(tmp_path, caplog):
     from training.loop import run_training
     from training.runtime import make_strategy
 
-    strategy = make_strategy("mirrored")
+    strategy = make_strategy("mirrored", cpu_replicas=2)
     assert strategy.num_replicas_in_sync == 2
     cfg = lambda steps: tiny(f"train.steps={steps}", "data.batch_size=4", "train.deterministic_ops=true")  # noqa: E731
     run_training(cfg(4), tmp_path / "straight", strategy=strategy, progress=False)

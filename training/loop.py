@@ -33,7 +33,7 @@ from colourise_tf import data as data_lib
 from colourise_tf.config import ExperimentConfig, save_config
 from colourise_tf.fileio import atomic_write_text, atomic_writer
 
-from .runtime import configure_threads, make_strategy, set_precision
+from .runtime import configure_cpu_replicas, configure_threads, describe_devices, make_strategy, set_precision
 from .trainer import GANTrainer
 
 log = logging.getLogger("colourise_tf.training")
@@ -354,11 +354,17 @@ def _run_training(
     workdir = run_dir = Path(workdir)
     tc = cfg.train
     strategy_name = strategy if isinstance(strategy, str) else tc.strategy
+    if not isinstance(strategy, tf.distribute.Strategy):
+        configure_cpu_replicas(tc.cpu_replicas)  # before TensorFlow starts
     threads = configure_threads(tc.intra_op_threads, tc.inter_op_threads, strategy_name, xla=tc.xla)
     log.info("TensorFlow CPU threads: %d intra-op, %d inter-op (0: TensorFlow's default)", *threads)
     policy = set_precision(precision or tc.precision)
     if not isinstance(strategy, tf.distribute.Strategy):
-        strategy = make_strategy(strategy or tc.strategy)
+        strategy = make_strategy(strategy or tc.strategy, cpu_replicas=tc.cpu_replicas)
+    log.info(
+        "%s; global batch %d (data.batch_size); precision %s; CPU-only kernels: %s",
+        describe_devices(strategy), cfg.data.batch_size, policy, tc.cpu_kernels,
+    )
     is_chief, scratch = _worker_role(strategy)
     if not is_chief:
         workdir = workdir / f".scratch_{scratch}"

@@ -21,41 +21,97 @@ from colourise_tf.cpu import cpu_flags as _cpu_flags
 log = logging.getLogger("colourise_tf.training")
 
 
-def make_strategy(name: str = "default", tpu_address: str | None = None) -> tf.distribute.Strategy:
+def configure_cpu_replicas(n: int) -> int:
+    """Splits the CPU into ``n`` logical devices (before TensorFlow initialises).
+
+    Returns the number of logical CPUs now available. If TensorFlow is already running
+    (a notebook, the tests), the devices it has are kept; that is enough when it has at
+    least ``n`` of them.
+
+    Raises:
+        ValueError: TensorFlow already runs with fewer than ``n`` logical CPUs.
+    """
+    if n <= 1:
+        return len(tf.config.list_logical_devices("CPU"))
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * n)
+    except RuntimeError:  # already initialised
+        pass
+    have = len(tf.config.list_logical_devices("CPU"))
+    if have < n:
+        raise ValueError(
+            f"train.cpu_replicas={n}: TensorFlow already runs with {have} logical CPU device(s) in this "
+            "process; split the CPU before it starts (a new process, or configure_cpu_replicas first)"
+        )
+    return have
+
+
+def make_strategy(name: str = "default", tpu_address: str | None = None, cpu_replicas: int = 0) -> tf.distribute.Strategy:
     """Builds the ``tf.distribute`` strategy named by one setting.
 
     Args:
         name: ``default`` (whatever device TF picks, no distribution), ``onedevice``
-            (first GPU or the CPU), ``mirrored`` (all local GPUs, or the logical
-            CPUs when there is no GPU), ``multiworker`` (``MultiWorkerMirroredStrategy``
-            configured from the ``TF_CONFIG`` environment variable) or ``tpu``
-            (``TPUClusterResolver``; ``tpu_address`` or the environment names it).
+            (the first GPU), ``mirrored`` (all local GPUs, or ``cpu_replicas`` logical
+            CPUs), ``multiworker`` (``MultiWorkerMirroredStrategy`` configured from the
+            ``TF_CONFIG`` environment variable) or ``tpu`` (``TPUClusterResolver``;
+            ``tpu_address`` or the environment names it).
         tpu_address: optional TPU name or ``grpc://`` address.
+        cpu_replicas: with ``default`` or ``mirrored`` and more than one: a
+            ``MirroredStrategy`` over that many logical CPU devices (see
+            :func:`configure_cpu_replicas`), to rehearse a multi-replica run.
 
     Raises:
-        ValueError: unknown name, or ``multiworker`` without ``TF_CONFIG``.
+        ValueError: unknown name; ``multiworker`` without ``TF_CONFIG``; ``onedevice``
+            or ``mirrored`` with no GPU visible and no ``cpu_replicas`` (they would
+            silently train on the CPU); too few logical CPUs for ``cpu_replicas``.
     """
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
+    gpus = tf.config.list_logical_devices("GPU")
+    if cpu_replicas > 1 and name in ("default", "mirrored"):
+        cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+        if len(cpus) < cpu_replicas:
+            raise ValueError(
+                f"train.cpu_replicas={cpu_replicas} but TensorFlow has {len(cpus)} logical CPU device(s) "
+                "(call training.runtime.configure_cpu_replicas before TensorFlow starts)"
+            )
+        # Sums through one device instead of collective ops: the same arithmetic, and
+        # several such strategies can live in one process (a notebook, the tests).
+        return tf.distribute.MirroredStrategy(
+            devices=cpus[:cpu_replicas], cross_device_ops=tf.distribute.ReductionToOneDevice()
+        )
+    if cpu_replicas > 1:
+        raise ValueError(f"train.cpu_replicas={cpu_replicas} needs --strategy mirrored (or default), not {name!r}")
     if name == "default":
         return tf.distribute.get_strategy()
+    if name in ("onedevice", "mirrored") and not gpus:
+        raise ValueError(
+            f"--strategy {name} found no GPU that TensorFlow can use (is the GPU build installed: "
+            "make ... TF_EXTRA=gpu?); it would train on the CPU. Use --strategy default on a CPU, "
+            "or train.cpu_replicas=N (--cpu-replicas N) to rehearse N replicas on the CPU"
+        )
     if name == "onedevice":
-        gpus = tf.config.list_logical_devices("GPU")
-        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+        return tf.distribute.OneDeviceStrategy(gpus[0].name)
     if name == "mirrored":
-        gpus = tf.config.list_logical_devices("GPU")
-        if gpus:
-            return tf.distribute.MirroredStrategy()
-        cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices=cpus)
+        return tf.distribute.MirroredStrategy()
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
             raise ValueError("strategy 'multiworker' needs the TF_CONFIG environment variable")
         return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address or "")
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-        return tf.distribute.TPUStrategy(resolver)
-    raise ValueError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address or "")
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def describe_devices(strategy: tf.distribute.Strategy) -> str:
+    """One line for the run log: the strategy, its replica count and devices."""
+    devices = list(getattr(strategy.extended, "worker_devices", ()) or ())
+    return (
+        f"{type(strategy).__name__}: {strategy.num_replicas_in_sync} replica(s) on "
+        f"{', '.join(devices) if devices else 'the default device'}"
+    )
 
 
 def _onednn_enabled() -> bool:

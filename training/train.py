@@ -6,6 +6,7 @@ Examples::
         model.image_size=128 train.steps=300
     colourise-train --preset gorriz-ibn-sn-md --dataset imagenet2012 --split gorriz-train \\
         --data-dir /data/tfds --manual-dir /data/imagenet --strategy mirrored
+    colourise-train --preset tiny --strategy mirrored --cpu-replicas 8 data.batch_size=16
     colourise-train --list-presets
 """
 
@@ -41,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manual-dir", help="TFDS manual_dir (ImageNet tarballs)")
     p.add_argument("--workdir", default=None, help="run directory (default runs/<preset>)")
     p.add_argument("--strategy", choices=STRATEGIES, help="tf.distribute strategy")
+    p.add_argument(
+        "--cpu-replicas", type=int, metavar="N",
+        help="split the CPU into N logical devices and train on them as N replicas (mirrored), "
+        "to rehearse a multi-replica run (same as train.cpu_replicas=N)",
+    )
     p.add_argument("--precision", choices=PRECISIONS, help="dtype policy; auto picks per device")
     p.add_argument("--steps", type=int, help="total training steps (same as train.steps=N)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -77,6 +83,7 @@ def resolve_config(args: argparse.Namespace) -> config_lib.ExperimentConfig:
         ("data_dir", "data.data_dir"),
         ("manual_dir", "data.manual_dir"),
         ("strategy", "train.strategy"),
+        ("cpu_replicas", "train.cpu_replicas"),
         ("precision", "train.precision"),
         ("steps", "train.steps"),
     ):

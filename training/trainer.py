@@ -7,8 +7,14 @@ Data flow of one step (all on the device, inside ``strategy.run``)::
       -> D_n(L, real chroma [, mask]) and D_n(L, fake chroma [, mask]), n = 1..scales
       -> losses (float32) -> Adam(G) and Adam(D), each on its own variables
 
-Each replica's losses are divided by the number of replicas, so that the gradients
-the optimisers sum across replicas are those of the mean over the global batch.
+Batch convention: ``data.batch_size`` is the GLOBAL batch, split over the replicas
+(consecutive slices; when it does not divide, the first replicas take one image
+more, as ``tf.distribute`` splits a batch). Every loss is a mean over equal-sized
+terms per image (pixels, patches), so each replica weights its local mean by its
+share of the global batch, ``n_local / data.batch_size``: the gradients the
+optimisers sum over replicas, and the metrics summed over replicas, are exactly
+those of the mean over the global batch, for any replica count and uneven splits.
+(Batch-norm statistics are per replica, as in Keras' default batch norm.)
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import tensorflow as tf
 
 from colourise_tf import colour, inference, losses
 from colourise_tf.config import ExperimentConfig
+from colourise_tf.cpu import cpu_kernels
 from colourise_tf.models import build_models
 from .optim import FusedAdam
 
@@ -57,6 +64,7 @@ class GANTrainer:
         self.strategy = strategy or tf.distribute.get_strategy()
         self.precision = precision
         self.replicas = self.strategy.num_replicas_in_sync
+        check_batch_split(cfg.data.batch_size, self.replicas)
         self.spec = inference.ModelSpec.from_model_config(cfg.model)
         m, lc, oc = cfg.model, cfg.loss, cfg.optim
         if lc.adversarial != "none" and m.discriminator == "none":
@@ -163,8 +171,10 @@ class GANTrainer:
         return g_in, extras
 
     # ------------------------------------------------------------------ step
-    def _scale(self, loss: tf.Tensor) -> tf.Tensor:
-        return loss / float(self.replicas)
+    def _batch_share(self, batch) -> tf.Tensor:
+        """This replica's share of the global batch, ``n_local / data.batch_size``."""
+        n_local = tf.cast(tf.shape(batch["image"])[0], tf.float32)
+        return n_local / float(self.cfg.data.batch_size)
 
     def stage(self) -> int:
         """1 while unet-seg-separate pre-trains segmentation (``train.seg_pretrain_steps``), else 2."""
@@ -255,24 +265,45 @@ class GANTrainer:
             if stage == 1:  # seed 002 S4.3.2: segmentation alone first
                 trained_terms = {"segmentation": g_terms["segmentation"]}
             g_loss = tf.add_n(list(trained_terms.values()))
-            g_scaled = self._scale(g_loss)
+            share = self._batch_share(batch)
+            g_scaled = g_loss * share
             if self.precision == "mixed_float16":
                 g_scaled = self.g_opt.scale_loss(g_scaled)
             if d_loss is not None:
-                d_scaled = self._scale(d_loss)
+                d_scaled = d_loss * share
                 if self.precision == "mixed_float16":
                     d_scaled = self.d_opt.scale_loss(d_scaled)
 
         g_vars = self._generator_variables(stage)
-        self.g_opt.apply_gradients(zip(g_tape.gradient(g_scaled, g_vars), g_vars))
+        self.g_opt.apply_gradients(zip(self._agreed(g_tape.gradient(g_scaled, g_vars)), g_vars))
         if d_loss is not None:
             d_vars = self.discriminator.trainable_variables
-            self.d_opt.apply_gradients(zip(d_tape.gradient(d_scaled, d_vars), d_vars))
+            self.d_opt.apply_gradients(zip(self._agreed(d_tape.gradient(d_scaled, d_vars)), d_vars))
             metrics["loss/d_total"] = d_loss
         for name, value in g_terms.items():
             metrics[f"loss/g_{name}"] = value
         metrics["loss/g_total"] = g_loss
-        return metrics
+        # Weighted by the batch share, so that their sum over replicas is the global mean.
+        return {k: tf.cast(v, tf.float32) * share for k, v in metrics.items()}
+
+    def _agreed(self, grads: list) -> list:
+        """``mixed_float16`` over several replicas: an overflow on any replica makes every
+        replica's gradients non-finite, so that all of them skip the update.
+
+        Keras' ``LossScaleOptimizer`` decides whether to apply from the first replica's
+        LOCAL gradients, before the cross-replica sum: an overflow on another replica
+        went into the sum and made the weights NaN. One all-reduced flag per step fixes
+        that; the optimiser then skips the step and halves the loss scale everywhere.
+        """
+        if self.precision != "mixed_float16" or self.replicas == 1:
+            return grads
+        present = [g for g in grads if g is not None]
+        finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(g)) for g in present]))
+        bad = tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32)
+        )
+        poison = tf.where(bad > 0.0, float("nan"), 0.0)
+        return [None if g is None else g + tf.cast(poison, g.dtype) for g in grads]
 
     def _disc_takes_mask(self) -> bool:
         return bool(self.cfg.model.mask_channel)
@@ -280,7 +311,7 @@ class GANTrainer:
     def train_step(self, dist_batch) -> dict[str, tf.Tensor]:
         """Runs one distributed step on a batch from a distributed dataset.
 
-        Returns the step's metrics averaged over replicas (float32 scalars).
+        Returns the step's metrics as means over the global batch (float32 scalars).
         """
         stage = self.stage()
         if stage not in self._train_fns:
@@ -288,10 +319,12 @@ class GANTrainer:
             @tf.function(jit_compile=self.jit_compile or None)
             def _fn(b):
                 step = self.step.read_value()
-                per_replica = self.strategy.run(self._replica_step, args=(b, step, stage))
+                # Read while tracing: the CPU-only kernels are in this graph or not.
+                with cpu_kernels(self.cfg.train.cpu_kernels):
+                    per_replica = self.strategy.run(self._replica_step, args=(b, step, stage))
                 self.step.assign_add(1)
                 return {
-                    k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+                    k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
                     for k, v in per_replica.items()
                 }
 
@@ -315,6 +348,18 @@ class GANTrainer:
             colour.model_to_rgb(grey, tf.zeros_like(chroma), space),
             colour.model_to_rgb(grey, pred, space),
             colour.model_to_rgb(grey, chroma, space),
+        )
+
+
+def check_batch_split(global_batch: int, replicas: int) -> None:
+    """Raises ``ValueError`` unless every replica gets at least one image of the global
+    batch (``data.batch_size`` is global; an uneven split is exact, see the module
+    docstring)."""
+    if global_batch < replicas:
+        raise ValueError(
+            f"data.batch_size={global_batch} is the global batch, split over {replicas} replicas: "
+            f"{replicas - global_batch} of them would get no image. Use data.batch_size >= {replicas} "
+            f"(a multiple of {replicas} gives every replica the same share) or fewer replicas"
         )
 
 

@@ -1,0 +1,222 @@
+"""Training at any replica count, on logical CPU devices standing in for GPUs.
+
+``conftest.py`` splits the CPU into eight logical devices before TensorFlow starts;
+``make_strategy("mirrored", cpu_replicas=N)`` trains on the first N of them, as
+``colourise-train --cpu-replicas N`` does for users.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from colourise_tf import config as config_lib
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(
+    len(tf.config.list_logical_devices("CPU")) < 8, reason="needs eight logical CPUs (conftest)"
+)
+
+# Instance norm and no dropout: the forward pass of an image does not depend on the
+# other images of its replica, so any split of one global batch must give one update.
+PER_IMAGE = [
+    "model.gen_norm=instance", "model.disc_norm=instance", "model.gen_dropout=0.0",
+    "model.gen_spectral_norm=true", "model.disc_spectral_norm=true", "train.precision=float32",
+]
+
+
+def _cfg(*overrides: str) -> config_lib.ExperimentConfig:
+    return config_lib.apply_overrides(config_lib.get_preset("tiny"), PER_IMAGE + list(overrides))
+
+
+def _strategy(replicas: int) -> tf.distribute.Strategy:
+    from training.runtime import make_strategy
+
+    if replicas == 1:
+        return tf.distribute.get_strategy()
+    strategy = make_strategy("mirrored", cpu_replicas=replicas)
+    assert strategy.num_replicas_in_sync == replicas
+    return strategy
+
+
+def _two_steps(cfg, replicas: int, batches):
+    """Two GAN steps on the given global batches; returns (weight changes, metrics per step)."""
+    from training.loop import _split_over_replicas
+    from training.trainer import GANTrainer
+
+    keras.utils.set_random_seed(3)
+    strategy = _strategy(replicas)
+    trainer = GANTrainer(cfg, strategy)
+    # Adam's update is nearly scale-free (m / sqrt(v)); a large epsilon makes it
+    # proportional to the gradient, so a wrongly scaled sum over replicas shows.
+    for opt in (trainer.g_opt, trainer.d_opt):
+        opt.epsilon = 10.0
+    variables = trainer.generator.trainable_variables + trainer.discriminator.trainable_variables
+    start = [v.numpy() for v in variables]
+    metrics = []
+    for batch in batches:
+        dist = batch if replicas == 1 else _split_over_replicas(strategy, batch)
+        metrics.append({k: float(v) for k, v in trainer.train_step(dist).items()})
+    return [v.numpy() - w for v, w in zip(variables, start)], metrics
+
+
+@pytest.mark.parametrize("global_batch", [8, 12])
+def test_one_two_and_eight_replicas_give_the_same_update(global_batch):
+    """Losses are exact means over the global batch: 1, 2 and 8 replicas (and the
+    uneven split of 12 images over 8 replicas: 2,2,2,2,1,1,1,1) give the same
+    metrics and the same weight changes after two steps."""
+    cfg = _cfg(f"data.batch_size={global_batch}")
+    rng = np.random.default_rng(0)
+    s = cfg.model.image_size
+    batches = [
+        {"image": tf.constant(rng.integers(0, 256, (global_batch, s, s, 3), dtype=np.uint8))} for _ in range(2)
+    ]
+    w1, m1 = _two_steps(cfg, 1, batches)
+    for replicas in (2, 8):
+        w, m = _two_steps(cfg, replicas, batches)
+        for step in range(2):
+            for key, value in m1[step].items():
+                assert m[step][key] == pytest.approx(value, rel=2e-5, abs=1e-6), (replicas, step, key)
+        for a, b in zip(w1, w):
+            scale = float(np.abs(a).max())
+            assert scale > 0  # every variable moved
+            np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-3 * scale, err_msg=f"{replicas} replicas")
+
+
+def test_fewer_images_than_replicas_stops_before_writing(tmp_path):
+    from training.loop import run_training
+
+    cfg = _cfg("data.batch_size=4", "train.steps=1", "train.cpu_replicas=8", "train.strategy=mirrored")
+    with pytest.raises(ValueError, match=r"data.batch_size=4 is the global batch, split over 8 replicas"):
+        run_training(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_mirrored_or_onedevice_without_gpu_is_an_error():
+    from training.runtime import make_strategy
+
+    assert not tf.config.list_logical_devices("GPU")
+    for name in ("mirrored", "onedevice"):
+        with pytest.raises(ValueError, match="found no GPU"):
+            make_strategy(name)
+    with pytest.raises(ValueError, match="needs --strategy mirrored"):
+        make_strategy("onedevice", cpu_replicas=2)
+    assert make_strategy("default", cpu_replicas=4).num_replicas_in_sync == 4
+
+
+def _traced_step_ops(cfg) -> list[str]:
+    from training.trainer import GANTrainer
+
+    trainer = GANTrainer(cfg)
+    s = cfg.model.image_size
+    spec = {"image": tf.TensorSpec([cfg.data.batch_size, s, s, 3], tf.uint8)}
+    trainer.train_step({"image": tf.zeros(spec["image"].shape, tf.uint8)})
+    fn = next(iter(trainer._train_fns.values()))
+    graph = fn.get_concrete_function(spec).graph
+    from helpers import cpu_kernel_ops, graph_ops
+
+    return sorted(op.type for op in graph_ops(graph)), cpu_kernel_ops(graph)
+
+
+def test_cpu_kernels_never_engage_when_a_gpu_is_visible(monkeypatch):
+    """train.cpu_kernels=auto: with the device query reporting a GPU, the traced step
+    holds none of the CPU-only kernels and is op for op the step with them off; on this
+    CPU-only machine (and with ``on``) it does hold them."""
+    from colourise_tf import cpu
+
+    cfg = config_lib.apply_overrides(
+        config_lib.get_preset("gorriz-ibn-sn-md"),
+        ["model.image_size=32", "data.batch_size=2", "train.precision=float32",
+         "model.gen_filters=8,16,32,512,512", "model.disc_filters=8,16,256,512", "model.num_scales=1"],
+    )
+    types_auto_cpu, found_auto_cpu = _traced_step_ops(cfg)
+    assert found_auto_cpu, "the CPU kernels should engage on a CPU-only host"
+    types_off, found_off = _traced_step_ops(config_lib.apply_overrides(cfg, ["train.cpu_kernels=off"]))
+    assert found_off == []
+    real = tf.config.list_logical_devices
+
+    def with_gpu(kind=None):
+        return [tf.config.LogicalDevice("/device:GPU:0", "GPU")] if kind == "GPU" else real(kind)
+
+    monkeypatch.setattr(tf.config, "list_logical_devices", with_gpu)
+    cpu.cpu_only.cache_clear()
+    try:
+        types_gpu, found_gpu = _traced_step_ops(cfg)
+        assert found_gpu == []
+        assert types_gpu == types_off
+        _, found_on = _traced_step_ops(config_lib.apply_overrides(cfg, ["train.cpu_kernels=on"]))
+        assert found_on  # forced on: whatever the devices
+    finally:
+        monkeypatch.undo()
+        cpu.cpu_only.cache_clear()
+
+
+def test_float16_overflow_on_one_replica_skips_the_update_everywhere():
+    """mixed_float16 over two replicas, where only replica 1's gradients overflow: no
+    weight becomes NaN or Inf, the loss scale halves, the weights stay, and the next
+    (finite) step trains."""
+    from colourise_tf import losses
+    from training.trainer import GANTrainer
+
+    cfg = _cfg("data.batch_size=4", "loss.adversarial=none", "model.discriminator=none")
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        strategy = _strategy(2)
+        trainer = GANTrainer(cfg, strategy, precision="mixed_float16")
+        blow_up = tf.Variable(1.0, trainable=False)
+
+        def reconstruction(target, pred):
+            replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+            # 1e30 on replica 1 only (first step): its float16 gradients overflow.
+            factor = tf.where(tf.equal(replica, 1), 1.0 + (1e30 - 1.0) * blow_up, 1.0)
+            return losses.l1_loss(target, pred) * factor
+
+        trainer.reconstruction = reconstruction
+        from training.loop import _split_over_replicas
+
+        rng = np.random.default_rng(1)
+        s = cfg.model.image_size
+        batch = {"image": tf.constant(rng.integers(0, 256, (4, s, s, 3), dtype=np.uint8))}
+        before = [v.numpy() for v in trainer.generator.trainable_variables]
+        scale0 = float(trainer.g_opt.dynamic_scale.numpy())
+        trainer.train_step(_split_over_replicas(strategy, batch))
+        after = [v.numpy() for v in trainer.generator.trainable_variables]
+        assert all(np.isfinite(w).all() for w in after)
+        for a, b in zip(before, after):
+            np.testing.assert_array_equal(a, b)
+        assert float(trainer.g_opt.dynamic_scale.numpy()) == scale0 / 2
+        blow_up.assign(0.0)
+        trainer.train_step(_split_over_replicas(strategy, batch))
+        moved = [v.numpy() for v in trainer.generator.trainable_variables]
+        assert all(np.isfinite(w).all() for w in moved)
+        assert max(float(np.abs(a - b).max()) for a, b in zip(after, moved)) > 0
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_cli_cpu_replicas_in_a_fresh_process(tmp_path):
+    """``colourise-train --cpu-replicas 3`` splits the CPU itself; an uneven global batch
+    (4 over 3) trains; the run logs its devices and replica count, and prints no
+    error-level line (Grappler's remapper included)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0")
+    cmd = [
+        sys.executable, "-m", "training.train", "--preset", "tiny", "--workdir", str(tmp_path / "run"),
+        "--no-progress", "--cpu-replicas", "3", "--steps", "2", "data.batch_size=4", "train.precision=float32",
+        "train.checkpoint_every=1",
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "MirroredStrategy: 3 replica(s) on" in proc.stderr
+    assert "global batch 4" in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("E0000") or " ERROR " in ln]
+    assert errors == [], errors
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["replicas"] == 3 and summary["final_step"] == 2
