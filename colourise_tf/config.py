@@ -24,7 +24,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .fileio import atomic_writer
+from .fileio import atomic_writer, makedirs, parent, read_text
 
 __all__ = [
     "GENERATORS",
@@ -816,10 +816,9 @@ def from_dict(d: Mapping) -> ExperimentConfig:
 
 
 def save_config(cfg: ExperimentConfig, path: str | os.PathLike) -> None:
-    """Writes ``cfg`` as indented JSON, atomically (temp file + ``os.replace``)."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
+    """Writes ``cfg`` as indented JSON, atomically (:func:`colourise_tf.fileio.atomic_writer`;
+    ``path`` may be a ``gs://``-style URI)."""
+    makedirs(parent(path))
     with atomic_writer(path, "w") as f:
         json.dump(to_dict(cfg), f, indent=2, sort_keys=False)
         f.write("\n")
@@ -832,11 +831,10 @@ def load_config(path: str | os.PathLike) -> ExperimentConfig:
         ValueError: naming ``path``, if it is not JSON or not a valid configuration.
     """
     path = os.fspath(path)
-    with open(path, encoding="utf-8") as f:
-        try:
-            data = json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{path}: not a JSON configuration ({exc})") from None
+    try:
+        data = json.loads(read_text(path))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a JSON configuration ({exc})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: not a JSON configuration (a {type(data).__name__}, not an object)")
     try:

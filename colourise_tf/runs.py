@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import tensorflow as tf
 
+from . import fileio
 from .config import ExperimentConfig, load_config
 from .models import build_discriminator, build_generator
 
@@ -35,13 +35,14 @@ class LoadedRun:
 
 
 def is_run_directory(path: str | os.PathLike) -> bool:
-    """True if ``path`` is a directory with a ``config.json``."""
-    return (Path(path) / "config.json").is_file()
+    """True if ``path`` (local or a ``gs://``-style URI) is a directory with a ``config.json``."""
+    config = fileio.join(path, "config.json")
+    return fileio.exists(config) and not fileio.isdir(config)
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> str | None:
     """The newest checkpoint prefix in ``run_dir/checkpoints`` (or None)."""
-    return tf.train.latest_checkpoint(str(Path(run_dir) / "checkpoints"))
+    return tf.train.latest_checkpoint(fileio.join(run_dir, "checkpoints"))
 
 
 def load_run(
@@ -54,7 +55,8 @@ def load_run(
 
     Args:
         path: a run directory, or a checkpoint prefix inside ``<run>/checkpoints``
-            (e.g. ``runs/x/checkpoints/ckpt-300``) to load that step.
+            (e.g. ``runs/x/checkpoints/ckpt-300``) to load that step; local or a
+            URI of any file system TensorFlow reads (``gs://``, ``ram://``, ``file://``).
         with_discriminator: also build and restore the discriminator.
         require_checkpoint: raise if there is no checkpoint (otherwise the models
             keep their random initial weights and ``step`` is 0).
@@ -63,24 +65,25 @@ def load_run(
         RunDirectoryError: no or an invalid ``config.json``, no checkpoint, or one that
             cannot be read (truncated, corrupt, or from another architecture).
     """
-    path = Path(path)
+    path = fileio.normalize(path).rstrip("/") or "/"
     ckpt = None
-    if path.is_dir():
+    # A checkpoint prefix first: ram:// reports any prefix of a file as a directory.
+    if tf.io.gfile.exists(path + ".index"):
+        run_dir = fileio.parent(fileio.parent(path))
+        ckpt = path
+    elif fileio.isdir(path):
         run_dir = path
-    else:  # a checkpoint prefix
-        run_dir = path.parent.parent
-        ckpt = str(path)
-        if not tf.io.gfile.exists(ckpt + ".index"):
-            raise RunDirectoryError(f"{path}: not a run directory nor a checkpoint prefix")
+    else:
+        raise RunDirectoryError(f"{path}: not a run directory nor a checkpoint prefix")
     if not is_run_directory(run_dir):
         raise RunDirectoryError(f"{run_dir}: no config.json, so not a colourise_tf run directory")
     try:
-        cfg = load_config(run_dir / "config.json")
-    except ValueError as exc:
+        cfg = load_config(fileio.join(run_dir, "config.json"))
+    except (ValueError, OSError, tf.errors.OpError) as exc:
         raise RunDirectoryError(str(exc)) from None
     ckpt = ckpt or latest_checkpoint(run_dir)
     if ckpt is None and require_checkpoint:
-        raise RunDirectoryError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
+        raise RunDirectoryError(f"{run_dir}: no checkpoint in {fileio.join(run_dir, 'checkpoints')}")
     generator = build_generator(cfg.model)
     discriminator = build_discriminator(cfg.model) if with_discriminator else None
     step = tf.Variable(0, dtype=tf.int64, trainable=False)

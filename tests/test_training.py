@@ -488,6 +488,48 @@ def test_multiworker_two_local_processes(tmp_path):
     assert not list(tmp_path.glob(".scratch_*")), "non-chief scratch directory left behind"
 
 
+def _start_workers(tmp_path, ports, *args):
+    workers = [f"127.0.0.1:{p}" for p in ports]
+    procs = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=json.dumps(tf_config))
+        cmd = [sys.executable, "-m", "training.train", "--preset", "tiny", "--workdir", str(tmp_path),
+               "--no-progress", "--strategy", "multiworker", *FAST, *args]
+        procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+@pytest.mark.large
+def test_multiworker_preemption_saves_on_every_worker_and_resumes(tmp_path):
+    """SIGTERM to one of two workers (a pre-empted VM): through
+    ``PreemptionCheckpointHandler`` both agree on a step, save, and exit with 130;
+    restarted, the run resumes from that checkpoint and finishes."""
+    procs = _start_workers(tmp_path, _free_ports(2), "train.steps=100000", "train.checkpoint_every=100000",
+                           "train.image_every=100000")
+    logs = tmp_path / "logs"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (logs.is_dir() and any(logs.iterdir())):
+        assert all(p.poll() is None for p in procs), [p.communicate()[1][-2000:] for p in procs]
+        time.sleep(1)
+    time.sleep(5)  # a few steps in
+    procs[1].send_signal(signal.SIGTERM)
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [130, 130], [err[-2000:] for _, err in outs]
+    latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
+    saved = int(latest.rsplit("-", 1)[1])
+    assert 0 < saved < 100000
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["interrupted"] and summary["final_step"] == saved
+
+    procs = _start_workers(tmp_path, _free_ports(2), f"train.steps={saved + 2}")
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["start_step"], summary["final_step"]) == (saved, saved + 2)
+    assert not list(tmp_path.glob("workertemp_*")) and not list(tmp_path.glob(".scratch_*"))
+
+
 def test_bfloat16_run_trains_and_leaves_the_global_policy_alone(tmp_path):
     """A mixed_bfloat16 run: finite losses, float32 master weights in the checkpoint,
     the concrete policy in summary.json, and the caller's dtype policy restored."""
@@ -613,3 +655,32 @@ def test_separate_decoders_train_in_the_seed_two_stages():
     m2 = trainer.train_step(batch)
     assert changed(w1, branch_weights()) == {"encoder": True, "colour": True, "segmentation": False}
     assert float(m2["loss/g_total"]) == pytest.approx(float(m2["loss/g_segmentation"] + m2["loss/g_reconstruction"]))
+
+
+@pytest.mark.parametrize("scheme", ["ram", "file"])
+def test_remote_run_directory_trains_resumes_and_loads(tmp_path, monkeypatch, scheme):
+    """A run directory on another file system (TensorFlow's in-memory ``ram://``, as
+    ``gs://`` would be) or a ``file://`` URI: train, resume from the saved iterator, and
+    load the run back; nothing lands in a local folder named after the scheme."""
+    from colourise_tf import fileio
+    from colourise_tf.runs import load_run
+    from training.loop import run_training
+
+    monkeypatch.chdir(tmp_path)
+    workdir = f"ram://{tmp_path.name}/run" if scheme == "ram" else f"file://{tmp_path}/run"
+    first = run_training(tiny("train.steps=2"), workdir, strategy="default", progress=False)
+    assert first.final_step == 2
+    second = run_training(tiny("train.steps=4"), workdir, strategy="default", progress=False)
+    assert (second.start_step, second.final_step) == (2, 4)
+    for name in ("config.json", "summary.json", "samples.png", "checkpoints/checkpoint", "logs"):
+        assert fileio.exists(fileio.join(workdir, name)), name
+    summary = json.loads(fileio.read_text(fileio.join(workdir, "summary.json")))
+    assert summary["final_step"] == 4
+    assert tf.io.gfile.glob(fileio.join(workdir, "logs", "events.out.tfevents.*"))
+    run = load_run(workdir)
+    assert run.step == 4 and run.cfg.name == "tiny"
+    assert sorted(os.listdir(tmp_path)) == (["run"] if scheme == "file" else [])
+    if scheme == "file":
+        assert (tmp_path / "run" / "config.json").is_file()
+    else:
+        tf.io.gfile.rmtree(workdir)

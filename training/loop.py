@@ -23,7 +23,6 @@ import signal
 import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -31,6 +30,7 @@ from tqdm.auto import tqdm
 
 from colourise_tf import data as data_lib
 from colourise_tf.config import ExperimentConfig, save_config
+from colourise_tf import fileio
 from colourise_tf.fileio import atomic_write_text, atomic_writer
 
 from .runtime import configure_cpu_replicas, configure_threads, describe_devices, make_strategy, set_precision
@@ -58,17 +58,22 @@ class RunResult:
 
 
 class _StopFlag:
-    """Turns SIGTERM/SIGINT into a flag checked between steps."""
+    """Turns SIGTERM/SIGINT into a flag checked between steps.
 
-    def __init__(self):
+    ``signals``: the ones to catch (multi-worker runs leave SIGTERM to
+    :class:`tf.distribute.experimental.PreemptionCheckpointHandler`).
+    """
+
+    def __init__(self, signals=(signal.SIGTERM, signal.SIGINT)):
         self.signum: int | None = None
+        self._signals = tuple(signals)
         self._old = {}
 
     def __enter__(self):
         import threading
 
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in self._signals:
                 self._old[sig] = signal.signal(sig, self._handle)
         return self
 
@@ -90,12 +95,42 @@ def image_grid(grey, fake, real) -> np.ndarray:
     return np.round(np.clip(grid, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def write_png_atomic(array: np.ndarray, path: Path) -> None:
+def write_png_atomic(array: np.ndarray, path: str) -> None:
     """Writes a uint8 image as PNG via a temporary file and a rename."""
     from PIL import Image
 
     with atomic_writer(path, "wb") as f:
         Image.fromarray(array).save(f, format="PNG")
+
+
+class _Preempted(Exception):
+    """Raised by the pre-emption handler's exit function once every worker has saved."""
+
+
+def _preemption_handler(strategy: tf.distribute.Strategy, ckpt: tf.train.Checkpoint, run_dir: str):
+    """A ``PreemptionCheckpointHandler`` for a multi-worker run (``None`` otherwise).
+
+    When any worker gets SIGTERM (a pre-empted VM), the handler agrees with the others
+    on a step, every worker saves a checkpoint after it, and its exit function (ours
+    raises :class:`_Preempted`) ends the loop, which then writes the summary and exits
+    with code 130; a restart resumes from that checkpoint. Every worker reads the run's
+    ``checkpoints/`` (so all agree on the handler's step count); the chief writes
+    there (keeping only that last checkpoint), the others into the handler's
+    ``workertemp_<i>/`` folders, which the run removes at its end.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+        return None
+    if not resolver.cluster_spec().jobs:
+        return None
+
+    def exit_fn():
+        raise _Preempted()
+
+    config = tf.distribute.experimental.TerminationConfig(exit_fn=exit_fn)
+    return tf.distribute.experimental.PreemptionCheckpointHandler(
+        resolver, ckpt, checkpoint_dir=fileio.join(run_dir, "checkpoints"), termination_config=config
+    )
 
 
 def _worker_role(strategy: tf.distribute.Strategy) -> tuple[bool, str]:
@@ -137,7 +172,7 @@ class ResumeMismatchError(ValueError):
 _RESUME_FREE = {("data", "data_dir"), ("data", "manual_dir"), ("data", "eval_split")}
 
 
-def check_resume_compatible(run_dir: Path, cfg: ExperimentConfig, latest: str) -> None:
+def check_resume_compatible(run_dir: str, cfg: ExperimentConfig, latest: str) -> None:
     """Raises :class:`ResumeMismatchError` if ``cfg`` cannot resume ``run_dir`` from
     its checkpoint ``latest``.
 
@@ -148,8 +183,8 @@ def check_resume_compatible(run_dir: Path, cfg: ExperimentConfig, latest: str) -
     """
     from colourise_tf.config import load_config, to_dict
 
-    path = run_dir / "config.json"
-    if not path.is_file():
+    path = fileio.join(run_dir, "config.json")
+    if not fileio.exists(path):
         return  # checkpoints from elsewhere: nothing to compare with
     try:
         before = to_dict(load_config(path))
@@ -176,7 +211,7 @@ def _save_if_finite(manager: tf.train.CheckpointManager, trainer: GANTrainer, st
         raise NonFiniteLossError(
             f"non-finite weights after step {step} (the losses were finite: check the learning "
             f"rates and loss weights); no checkpoint was written for it, the last good one in "
-            f"{Path(manager.directory)} was left untouched"
+            f"{manager.directory} was left untouched"
         )
     manager.save(checkpoint_number=step)
 
@@ -217,7 +252,9 @@ def _slice_bounds(size: int, n: int) -> list[int]:
 
 def _has_iterator(checkpoint: str) -> bool:
     """Whether a checkpoint holds an input iterator (multi-worker and TPU runs do not)."""
-    names = tf.train.load_checkpoint(checkpoint).get_variable_to_shape_map()
+    # The reader itself: tf.train.load_checkpoint takes a prefix that TensorFlow's ram://
+    # file system reports as a directory for one, and fails there.
+    names = tf.compat.v1.train.NewCheckpointReader(checkpoint).get_variable_to_shape_map()
     return any(name.startswith("iterator/") for name in names)
 
 
@@ -312,7 +349,8 @@ def run_training(
 
     Args:
         cfg: resolved configuration; written to ``workdir/config.json``.
-        workdir: run directory (created).
+        workdir: run directory (created); a local path or a URI of any file system
+            TensorFlow writes (``gs://bucket/run``, ``ram://``; ``file:///x`` is ``/x``).
         strategy: name (see :func:`training.runtime.make_strategy`) or a strategy
             object; defaults to ``cfg.train.strategy``.
         precision: policy name or ``auto``; defaults to ``cfg.train.precision``.
@@ -351,7 +389,7 @@ def _run_training(
     progress=True,
     feature_model=None,
 ) -> RunResult:
-    workdir = run_dir = Path(workdir)
+    workdir = run_dir = fileio.normalize(workdir)
     tc = cfg.train
     strategy_name = strategy if isinstance(strategy, str) else tc.strategy
     if not isinstance(strategy, tf.distribute.Strategy):
@@ -367,8 +405,8 @@ def _run_training(
     )
     is_chief, scratch = _worker_role(strategy)
     if not is_chief:
-        workdir = workdir / f".scratch_{scratch}"
-    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+        workdir = fileio.join(workdir, f".scratch_{scratch}")
+    latest = tf.train.latest_checkpoint(fileio.join(run_dir, "checkpoints"))
     if latest:
         check_resume_compatible(run_dir, cfg, latest)
     if getattr(tc, "deterministic_ops", False) or os.environ.get("TF_DETERMINISTIC_OPS") == "1":
@@ -395,8 +433,8 @@ def _run_training(
         log.info("resuming %s from step %d", latest, start_step)
     # Created and written once the run is known to start (bad settings leave no empty
     # directory, a rejected resume leaves the old config).
-    workdir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, workdir / "config.json")
+    fileio.makedirs(workdir)
+    save_config(cfg, fileio.join(workdir, "config.json"))
 
     # The default strategy hands the tf.data dataset back, whose iterator can be saved.
     # tf.distribute's own iterators are not Trackable (tensorflow#56372): single-worker
@@ -433,13 +471,14 @@ def _run_training(
             "from the iterator saved in the checkpoint" if restore_iterator
             else f"by skipping the first {start_step} batches (same seeded order)",
         )
-    manager = tf.train.CheckpointManager(ckpt, workdir / "checkpoints", max_to_keep=tc.keep_checkpoints)
+    manager = tf.train.CheckpointManager(ckpt, fileio.join(workdir, "checkpoints"), max_to_keep=tc.keep_checkpoints)
 
-    writer = tf.summary.create_file_writer(str(workdir / "logs"))
+    preemption = _preemption_handler(strategy, ckpt, run_dir)
+    writer = tf.summary.create_file_writer(fileio.join(workdir, "logs"))
     preview = _build_preview_batch(cfg)
     total = tc.steps
     end_step = total if max_steps is None else min(total, start_step + max_steps)
-    result = RunResult(str(workdir), start_step, start_step)
+    result = RunResult(workdir, start_step, start_step)
     bar = tqdm(total=total, initial=start_step, disable=not progress, unit="step", dynamic_ncols=True)
     images_per_step = cfg.data.batch_size
     t_window, n_window = time.perf_counter(), 0
@@ -448,7 +487,7 @@ def _run_training(
     grid, grid_step = None, None
     metrics_np: dict = {}
     try:
-        with _StopFlag() as stop:
+        with _StopFlag(signals=(signal.SIGINT,) if preemption else (signal.SIGTERM, signal.SIGINT)) as stop:
             while step < end_step:
                 batch = next_batch()
                 metrics = trainer.train_step(batch)
@@ -459,10 +498,17 @@ def _run_training(
                     raise NonFiniteLossError(
                         f"non-finite {', '.join(bad)} at step {step} (values "
                         f"{', '.join(f'{k}={metrics_np[k]}' for k in bad)}); the last good "
-                        f"checkpoint in {workdir / 'checkpoints'} was left untouched"
+                        f"checkpoint in {fileio.join(workdir, 'checkpoints')} was left untouched"
                     )
                 n_window += 1
                 bar.update(1)
+                if preemption is not None:
+                    try:
+                        preemption.save_checkpoint_if_preempted(checkpoint_number=step)
+                    except _Preempted:
+                        result.interrupted = True
+                        log.warning("pre-empted: every worker saved a checkpoint at step %d", step)
+                        break
                 if step == start_step + 1:
                     # The first step of a process traces (and compiles) the step function:
                     # its rate only stands in until a window of ordinary steps is measured.
@@ -493,7 +539,7 @@ def _run_training(
     if grid_step != step:
         grid = _write_images(writer, trainer, preview, step)
     writer.flush()
-    write_png_atomic(grid, workdir / "samples.png")
+    write_png_atomic(grid, fileio.join(workdir, "samples.png"))
     result.final_step = step
     result.images_per_second = ips
     result.last_metrics = metrics_np
@@ -511,11 +557,11 @@ def _run_training(
         "skipped_files": [list(x) for x in report.skipped],
         "grey_files_left_out": list(report.grey),
     }
-    atomic_write_text(workdir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(fileio.join(workdir, "summary.json"), json.dumps(summary, indent=2) + "\n")
     if report.skipped or report.grey:
         log.warning(report.summary())
     if not is_chief:
-        import shutil
-
-        shutil.rmtree(workdir, ignore_errors=True)
+        fileio.rmtree(workdir)
+        if preemption is not None:
+            fileio.rmtree(fileio.join(run_dir, f"workertemp_{strategy.cluster_resolver.task_id}"))
     return result

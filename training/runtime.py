@@ -24,7 +24,8 @@ log = logging.getLogger("colourise_tf.training")
 def configure_cpu_replicas(n: int) -> int:
     """Splits the CPU into ``n`` logical devices (before TensorFlow initialises).
 
-    Returns the number of logical CPUs now available. If TensorFlow is already running
+    Returns the number of logical CPUs now available (1, and TensorFlow untouched, for
+    ``n <= 1``). If TensorFlow is already running
     (a notebook, the tests), the devices it has are kept; that is enough when it has at
     least ``n`` of them.
 
@@ -32,7 +33,8 @@ def configure_cpu_replicas(n: int) -> int:
         ValueError: TensorFlow already runs with fewer than ``n`` logical CPUs.
     """
     if n <= 1:
-        return len(tf.config.list_logical_devices("CPU"))
+        return 1  # nothing to do; and TensorFlow must not start here (multi-worker
+        # collectives are configured at start-up)
     cpus = tf.config.list_physical_devices("CPU")
     try:
         tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * n)
@@ -68,7 +70,12 @@ def make_strategy(name: str = "default", tpu_address: str | None = None, cpu_rep
     """
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
-    gpus = tf.config.list_logical_devices("GPU")
+    if name == "multiworker":  # first: its collectives must be configured before TensorFlow starts
+        if cpu_replicas > 1:
+            raise ValueError(f"train.cpu_replicas={cpu_replicas} needs --strategy mirrored (or default), not {name!r}")
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("strategy 'multiworker' needs the TF_CONFIG environment variable")
+        return tf.distribute.MultiWorkerMirroredStrategy()
     if cpu_replicas > 1 and name in ("default", "mirrored"):
         cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
         if len(cpus) < cpu_replicas:
@@ -85,6 +92,7 @@ def make_strategy(name: str = "default", tpu_address: str | None = None, cpu_rep
         raise ValueError(f"train.cpu_replicas={cpu_replicas} needs --strategy mirrored (or default), not {name!r}")
     if name == "default":
         return tf.distribute.get_strategy()
+    gpus = tf.config.list_logical_devices("GPU")
     if name in ("onedevice", "mirrored") and not gpus:
         raise ValueError(
             f"--strategy {name} found no GPU that TensorFlow can use (is the GPU build installed: "
@@ -95,10 +103,6 @@ def make_strategy(name: str = "default", tpu_address: str | None = None, cpu_rep
         return tf.distribute.OneDeviceStrategy(gpus[0].name)
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
-    if name == "multiworker":
-        if "TF_CONFIG" not in os.environ:
-            raise ValueError("strategy 'multiworker' needs the TF_CONFIG environment variable")
-        return tf.distribute.MultiWorkerMirroredStrategy()
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address or "")
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
@@ -107,7 +111,11 @@ def make_strategy(name: str = "default", tpu_address: str | None = None, cpu_rep
 
 def describe_devices(strategy: tf.distribute.Strategy) -> str:
     """One line for the run log: the strategy, its replica count and devices."""
-    devices = list(getattr(strategy.extended, "worker_devices", ()) or ())
+    try:
+        devices = list(strategy.extended.worker_devices)
+    except (RuntimeError, AttributeError):  # the default strategy: TensorFlow's placement
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [gpus[0].name if gpus else tf.config.list_logical_devices("CPU")[0].name]
     return (
         f"{type(strategy).__name__}: {strategy.num_replicas_in_sync} replica(s) on "
         f"{', '.join(devices) if devices else 'the default device'}"

@@ -40,7 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="dataset split (imagenet2012: gorriz-train / gorriz-test too)")
     p.add_argument("--data-dir", help="TFDS data_dir")
     p.add_argument("--manual-dir", help="TFDS manual_dir (ImageNet tarballs)")
-    p.add_argument("--workdir", default=None, help="run directory (default runs/<preset>)")
+    p.add_argument(
+        "--workdir", default=None,
+        help="run directory: a path or a URI TensorFlow writes, e.g. gs://bucket/run (default runs/<preset>)",
+    )
     p.add_argument("--strategy", choices=STRATEGIES, help="tf.distribute strategy")
     p.add_argument(
         "--cpu-replicas", type=int, metavar="N",
