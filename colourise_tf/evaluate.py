@@ -24,6 +24,11 @@ Library::
     result = evaluate_models(["runs/a", "runs/b"], dataset="samples", limit=8)
     paths = result.save("eval/")          # {"json": ..., "markdown": ..., "histograms": ...}
 
+Models and the output directory may be URIs of any file system TensorFlow knows
+(``--model gs://bucket/runs/a --out gs://bucket/eval``, ``ram://``; ``file:///x`` is the
+local ``/x``): they are read and written through ``tf.io.gfile``
+(:mod:`colourise_tf.fileio`).
+
 Evaluation protocol
 -------------------
 * **Images.** The test split goes through the input pipeline with ``training=False``
@@ -92,7 +97,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import tensorflow as tf
 
-from colourise_tf import colour, inference, metrics
+from colourise_tf import colour, fileio, inference, metrics
 from colourise_tf.data import PipelineReport, build_dataset
 from colourise_tf.fileio import atomic_write_text, atomic_writer, describe_os_error
 
@@ -311,8 +316,9 @@ class EvaluationResult:
         ]
         return "\n".join(lines)
 
-    def plot_histograms(self, path: str | os.PathLike) -> Path:
-        """Writes the log-scale a/b histogram figure (1200 x 500 px PNG)."""
+    def plot_histograms(self, path: str | os.PathLike) -> Path | str:
+        """Writes the log-scale a/b histogram figure (1200 x 500 px PNG) to ``path``
+        (local, or a URI: then the URI string is returned)."""
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
@@ -341,21 +347,26 @@ class EvaluationResult:
             ax.set_title(f"Channel {channel}")
             ax.grid(True, which="major", alpha=0.3)
             ax.legend(fontsize="small")
-        path = Path(path)
+        path = _local_path_or_uri(path)
         with atomic_writer(path, "wb") as f:
             fig.savefig(f, dpi=FIGURE_DPI, format="png")
         return path
 
-    def save(self, out_dir: str | os.PathLike) -> dict[str, Path]:
+    def save(self, out_dir: str | os.PathLike) -> dict[str, Path | str]:
         """Writes ``evaluation.json``, ``evaluation.md`` and ``ab_histograms.png``
-        (each atomically: :func:`colourise_tf.fileio.atomic_writer`).
+        (each atomically: :func:`colourise_tf.fileio.atomic_writer`) to ``out_dir``
+        (created), a local folder or a URI (``gs://bucket/eval``, ``ram://``...).
 
         Returns:
-            ``{"json": path, "markdown": path, "histograms": path}``.
+            ``{"json": path, "markdown": path, "histograms": path}``: :class:`pathlib.Path`
+            for a local ``out_dir``, URI strings otherwise.
         """
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = {"json": out / JSON_NAME, "markdown": out / MARKDOWN_NAME, "histograms": out / HISTOGRAM_NAME}
+        out = fileio.normalize(out_dir)
+        fileio.makedirs(out)
+        paths = {
+            key: _local_path_or_uri(fileio.join(out, name))
+            for key, name in (("json", JSON_NAME), ("markdown", MARKDOWN_NAME), ("histograms", HISTOGRAM_NAME))
+        }
         atomic_write_text(paths["json"], json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n")
         atomic_write_text(paths["markdown"], self.markdown())
         self.plot_histograms(paths["histograms"])
@@ -363,6 +374,13 @@ class EvaluationResult:
 
 
 # ------------------------------------------------------------------------ helpers
+
+
+def _local_path_or_uri(path: str | os.PathLike) -> Path | str:
+    """A local path (``file://`` URIs included) as a :class:`pathlib.Path`, any other
+    URI as its string (``pathlib`` would fold ``gs://b`` into ``gs:/b``)."""
+    path = fileio.normalize(path)
+    return path if fileio.is_remote(path) else Path(path)
 
 
 def _json_float(v: Any) -> Any:
@@ -395,10 +413,17 @@ def _md_rule(cells: Sequence[str]) -> str:
 # ---------------------------------------------------------------------- loading
 
 
-def _default_name(path: Path) -> str:
+def _is_remote_checkpoint_prefix(path: Any) -> bool:
+    """A URI checkpoint prefix. (Checked before directories: ``ram://`` reports any
+    prefix of a file name, such as ``ckpt-N`` beside ``ckpt-N.index``, as a directory.)"""
+    return fileio.is_remote(path) and tf.io.gfile.exists(os.fspath(path) + ".index")
+
+
+def _default_name(path: Any) -> str:
     if path.suffix == ".tflite":
         return path.stem
-    if not path.exists() and path.parent.name == "checkpoints":  # <run>/checkpoints/ckpt-N
+    prefix = not path.exists() or _is_remote_checkpoint_prefix(path)
+    if prefix and path.parent.name == "checkpoints":  # <run>/checkpoints/ckpt-N
         return f"{path.parent.parent.name}@{path.name}"
     resolved = path.resolve()
     if resolved.name.isdigit():  # a numbered TF Serving version directory
@@ -411,20 +436,20 @@ def _threshold_for(adversarial: str) -> float:
     return 0.5 if adversarial == "least_squares" else 0.0
 
 
-def _run_dir_and_checkpoint(path: Path) -> tuple[Path, str | None] | None:
+def _run_dir_and_checkpoint(path: Any) -> tuple[Any, str | None] | None:
     """``(run_dir, checkpoint prefix)`` for a run directory / checkpoint prefix, else None."""
     from colourise_tf import runs
 
-    if path.is_dir():
+    if path.is_dir() and not _is_remote_checkpoint_prefix(path):
         if runs.is_run_directory(path):
             return path, runs.latest_checkpoint(path)
         return None
-    if tf.io.gfile.exists(str(path) + ".index") and runs.is_run_directory(path.parent.parent):
-        return path.parent.parent, str(path)
+    if tf.io.gfile.exists(os.fspath(path) + ".index") and runs.is_run_directory(path.parent.parent):
+        return path.parent.parent, os.fspath(path)
     return None
 
 
-def _load_discriminator(run_dir: Path, ckpt: str | None) -> tuple[Any, float, dict]:
+def _load_discriminator(run_dir: Any, ckpt: str | None) -> tuple[Any, float, dict]:
     """Builds a run's discriminator and restores it from ``ckpt`` (generator untouched)."""
     from colourise_tf.config import load_config
     from colourise_tf.models import build_discriminator
@@ -456,7 +481,8 @@ def load_eval_model(
 
     Args:
         path: run directory, checkpoint prefix (``<run>/checkpoints/ckpt-N``),
-            SavedModel directory or ``.tflite`` file.
+            SavedModel directory or ``.tflite`` file; local or a URI (``gs://``,
+            ``ram://``, ``file://``).
         name: table row label; default the run/export directory name, the ``.tflite``
             stem or ``<run>@ckpt-N``.
         with_discriminator: for run directories, also restore the discriminator to
@@ -465,8 +491,15 @@ def load_eval_model(
     Raises:
         EvaluationError: the path does not exist or cannot be loaded as a model.
     """
-    path = Path(path).expanduser()
-    if not path.exists() and not tf.io.gfile.exists(str(path) + ".index"):
+    from colourise_tf import predictors
+
+    # A pathlib.Path for local paths, a path-like object with the same operations for URIs.
+    path = predictors._as_path(path)
+    try:
+        found = path.exists() or tf.io.gfile.exists(os.fspath(path) + ".index")
+    except tf.errors.OpError as err:  # e.g. no access to the bucket
+        raise EvaluationError(f"cannot read model path {str(path)!r}: {err.message}") from err
+    if not found:
         raise EvaluationError(
             f"model path {str(path)!r} does not exist (expected a run directory, a checkpoint "
             "prefix <run>/checkpoints/ckpt-N, a SavedModel directory or a .tflite file)"
@@ -475,8 +508,6 @@ def load_eval_model(
         path = path.parent
     elif path.is_file() and path.suffix == ".index":  # stands for its checkpoint prefix
         path = path.with_suffix("")
-    from colourise_tf import predictors
-
     try:
         predictor = predictors.load_predictor(path)
     except (OSError, ValueError, ImportError) as err:  # FileNotFoundError is an OSError
@@ -961,9 +992,17 @@ def _check_out_dir(out: str) -> None:
     """Raises ``OSError`` if the folder ``out`` could not be created or written to.
 
     Nothing is created: ``out`` or its nearest existing ancestor must be a writable
-    directory, and no ancestor may be a file.
+    directory, and no ancestor may be a file. For a URI (``gs://``, ``ram://``) only
+    the files are looked for (write access shows when writing); a bucket that cannot
+    be read is an error here.
     """
-    path = Path(out).absolute()
+    if fileio.is_remote(out):
+        try:
+            _check_remote_out_dir(fileio.normalize(out), out)
+        except tf.errors.OpError as err:
+            raise OSError(None, f"cannot be checked: {err.message}", out) from None
+        return
+    path = Path(fileio.normalize(out)).absolute()
     if path.exists():
         if not path.is_dir():
             raise NotADirectoryError(20, "exists and is not a directory", out)
@@ -977,6 +1016,22 @@ def _check_out_dir(out: str) -> None:
         raise NotADirectoryError(20, f"cannot be created: {parent} is not a directory", out)
     if not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(13, f"cannot be created: {parent} is not writable", out)
+
+
+def _check_remote_out_dir(uri: str, out: str) -> None:
+    """:func:`_check_out_dir` of a URI: neither it nor an ancestor is a file."""
+    if fileio.exists(uri):
+        if not fileio.isdir(uri):
+            raise NotADirectoryError(20, "exists and is not a directory", out)
+        return
+    scheme, _, rest = uri.partition("://")
+    parts = rest.rstrip("/").split("/")
+    for i in range(len(parts) - 1, 0, -1):  # nearest existing ancestor (not the file system root)
+        ancestor = f"{scheme}://{'/'.join(parts[:i])}"
+        if fileio.exists(ancestor):
+            if not fileio.isdir(ancestor):
+                raise NotADirectoryError(20, f"cannot be created: {ancestor} is not a directory", out)
+            return
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1026,6 +1081,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths = result.save(args.out)
     except OSError as err:
         print(f"colourise-eval: error: cannot save the results: {describe_os_error(err)}", file=sys.stderr)
+        return 1
+    except tf.errors.OpError as err:  # a URI --out: tf.io.gfile's errors
+        print(f"colourise-eval: error: cannot save the results: {args.out}: {err.message}", file=sys.stderr)
         return 1
     for kind, path in paths.items():
         print(f"wrote {kind}: {path}", file=sys.stderr)

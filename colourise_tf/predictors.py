@@ -14,6 +14,13 @@ resolution. Three back ends, picked by :func:`load_predictor` from the path:
   described by the sidecar ``<stem-without-_variant>.json``, else by the input tensor
   (Lab assumed).
 
+Every path may also be a URI of a file system TensorFlow knows (``gs://bucket/run``,
+``ram://``; ``file:///x`` is the local ``/x``): it is read through ``tf.io.gfile``
+(a ``.tflite`` is read into memory, since the interpreter opens local files only).
+Paths the predictors keep (``SavedModelPredictor.model_dir``,
+``TFLitePredictor.sidecar_path``) are :class:`pathlib.Path` for local files and a
+path-like object with the same ``name`` / ``parent`` / ``/`` for URIs.
+
 :meth:`Predictor.colourise` runs the whole full-resolution path as one
 ``tf.function`` (traced once per input dtype, sample and controls, for any image
 size), which halves the peak memory of a large photo compared with eager execution.
@@ -42,7 +49,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from . import colour, inference
+from . import colour, fileio, inference
 from .config import ExperimentConfig, from_dict
 
 logger = logging.getLogger(__name__)
@@ -75,6 +82,97 @@ _EXPECTED = (
     "a SavedModel directory (with saved_model.pb), a TF Serving base directory (numbered "
     "versions) or a .tflite file"
 )
+
+
+# ------------------------------------------------------------------------ paths
+
+
+class _UriPath(os.PathLike):
+    """The few :class:`pathlib.Path` operations this module needs, on a URI
+    (``gs://b/x``, ``ram://x``) through ``tf.io.gfile``. ``pathlib`` itself would fold
+    ``gs://b`` into ``gs:/b``."""
+
+    __slots__ = ("_uri",)
+
+    def __init__(self, uri: str) -> None:
+        scheme, _, rest = uri.partition("://")
+        self._uri = f"{scheme}://{rest.rstrip('/')}"
+
+    def __fspath__(self) -> str:
+        return self._uri
+
+    def __str__(self) -> str:
+        return self._uri
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._uri!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _UriPath) and other._uri == self._uri
+
+    def __hash__(self) -> int:
+        return hash(self._uri)
+
+    def __truediv__(self, part: str) -> "_UriPath":
+        return _UriPath(fileio.join(self._uri, *os.fspath(part).split(os.sep)))
+
+    @property
+    def _rest(self) -> str:
+        return self._uri.partition("://")[2]
+
+    @property
+    def name(self) -> str:
+        return self._rest.rpartition("/")[2]
+
+    @property
+    def parent(self) -> "_UriPath":
+        scheme, _, rest = self._uri.partition("://")
+        return _UriPath(f"{scheme}://{rest.rpartition('/')[0]}") if "/" in rest else self
+
+    @property
+    def suffix(self) -> str:
+        name = self.name
+        i = name.rfind(".")
+        return name[i:] if 0 < i < len(name) - 1 else ""
+
+    @property
+    def stem(self) -> str:
+        suffix = self.suffix
+        return self.name[: -len(suffix)] if suffix else self.name
+
+    def with_name(self, name: str) -> "_UriPath":
+        return self.parent / name
+
+    def with_suffix(self, suffix: str) -> "_UriPath":
+        return self.with_name(self.stem + suffix)
+
+    def resolve(self) -> "_UriPath":
+        return self
+
+    def exists(self) -> bool:
+        return fileio.exists(self._uri)
+
+    def is_dir(self) -> bool:
+        return fileio.isdir(self._uri)
+
+    def is_file(self) -> bool:
+        return fileio.exists(self._uri) and not fileio.isdir(self._uri)
+
+    def iterdir(self) -> Iterator["_UriPath"]:
+        return (self / name for name in fileio.listdir(self._uri))
+
+
+def _as_path(path: str | os.PathLike) -> Path | _UriPath:
+    """``path`` as a :class:`pathlib.Path` (local; ``file://`` URIs become their local
+    path, ``~`` is expanded) or a :class:`_UriPath` (any other URI)."""
+    if isinstance(path, _UriPath):
+        return path
+    text = fileio.normalize(path)
+    return _UriPath(text) if fileio.is_remote(text) else Path(os.path.expanduser(text))
+
+
+def _read_json(path: Path | _UriPath) -> Any:
+    return json.loads(fileio.read_text(path))
 
 
 def input_channels(spec: inference.ModelSpec) -> int:
@@ -388,11 +486,11 @@ class KerasPredictor(Predictor):
 # ----------------------------------------------------------------- SavedModel
 
 
-def _is_savedmodel_dir(path: Path) -> bool:
+def _is_savedmodel_dir(path: Path | _UriPath) -> bool:
     return (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()
 
 
-def _savedmodel_versions(base: Path) -> list[tuple[int, Path]]:
+def _savedmodel_versions(base: Path | _UriPath) -> list[tuple[int, Path | _UriPath]]:
     """Numbered version subdirectories of a TF Serving base dir that hold a SavedModel."""
     if not base.is_dir():
         return []
@@ -431,7 +529,7 @@ class SavedModelPredictor(Predictor):
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
-        requested = Path(path)
+        requested = _as_path(path)
         model_dir = requested
         if not _is_savedmodel_dir(model_dir):
             versions = _savedmodel_versions(model_dir)
@@ -457,8 +555,7 @@ class SavedModelPredictor(Predictor):
         cfg = None
         config_path = model_dir / SAVEDMODEL_CONFIG_ASSET
         if config_path.is_file():
-            with open(config_path, encoding="utf-8") as f:
-                cfg = from_dict(json.load(f))
+            cfg = from_dict(_read_json(config_path))
             spec = inference.ModelSpec.from_model_config(cfg.model)
         else:
             spec = _spec_from_signature_shape(inputs[self._input_key].shape.as_list(), str(model_dir))
@@ -480,7 +577,7 @@ class SavedModelPredictor(Predictor):
 TFLITE_VARIANTS = ("dynamic_int8", "float32", "float16", "int8")
 
 
-def _sidecar_candidates(tflite_path: Path) -> list[Path]:
+def _sidecar_candidates(tflite_path: Path | _UriPath) -> list[Path | _UriPath]:
     """``m_dynamic_int8.tflite`` -> ``m_dynamic_int8.json``, ``m.json`` (known variant
     suffix removed), then ``m_dynamic.json`` (last ``_part`` removed)."""
     stem = tflite_path.stem
@@ -570,15 +667,17 @@ class TFLitePredictor(Predictor):
             raise ImportError(
                 "running .tflite models needs ai-edge-litert: pip install 'colourise_tf[tflite]'"
             ) from err
-        path = Path(path)
+        path = _as_path(path)
         source = os.fspath(path)
-        self._interp = Interpreter(model_path=source, num_threads=num_threads)
+        if isinstance(path, _UriPath):  # the interpreter opens local files only
+            self._interp = Interpreter(model_content=fileio.read_bytes(source), num_threads=num_threads)
+        else:
+            self._interp = Interpreter(model_path=source, num_threads=num_threads)
         self.sidecar: dict | None = None
-        self.sidecar_path: Path | None = None
+        self.sidecar_path: Path | _UriPath | None = None
         for cand in _sidecar_candidates(path):
             if cand.is_file():
-                with open(cand, encoding="utf-8") as f:
-                    self.sidecar = json.load(f)
+                self.sidecar = _read_json(cand)
                 self.sidecar_path = cand
                 break
         side = self.sidecar or {}
@@ -674,7 +773,7 @@ def load_predictor(path: str | os.PathLike) -> Predictor:
             prefix (``<run>/checkpoints/ckpt-N``), a SavedModel directory, a TF
             Serving base directory (the highest numbered version is used), or a
             ``.tflite`` file. ``saved_model.pb`` / ``config.json`` files stand for
-            their directory.
+            their directory. Local, or a URI (``gs://``, ``ram://``, ``file://``).
 
     Returns:
         A :class:`KerasPredictor`, :class:`SavedModelPredictor` or
@@ -684,7 +783,19 @@ def load_predictor(path: str | os.PathLike) -> Predictor:
         FileNotFoundError: nothing at ``path`` (or a run without checkpoints).
         ValueError: something is there but it is none of the above.
     """
-    p = Path(os.path.expanduser(os.fspath(path)))
+    p = _as_path(path)
+    if not isinstance(p, _UriPath):
+        return _load_predictor(p)
+    try:
+        return _load_predictor(p)
+    except tf.errors.NotFoundError as err:
+        raise FileNotFoundError(2, f"cannot read the model: {err.message}", str(p)) from err
+    except tf.errors.OpError as err:  # e.g. permission denied on a bucket: an OSError for callers
+        raise OSError(None, f"cannot read the model: {err.message}", str(p)) from err
+
+
+def _load_predictor(p: Path | _UriPath) -> Predictor:
+    """:func:`load_predictor` of a :func:`_as_path` path."""
     if p.is_file():
         if p.suffix.lower() == ".tflite":
             return TFLitePredictor(p)
@@ -695,6 +806,10 @@ def load_predictor(path: str | os.PathLike) -> Predictor:
         if p.suffix == ".index":  # <run>/checkpoints/ckpt-N.index stands for its prefix
             return KerasPredictor.from_run(p.with_suffix(""))
         raise ValueError(f"{p}: not a model file; expected {_EXPECTED}")
+    # ram:// reports any prefix of a file name as a directory: there a checkpoint prefix
+    # (<run>/checkpoints/ckpt-N, beside ckpt-N.index) is recognised before directories.
+    if isinstance(p, _UriPath) and _as_path(f"{p}.index").is_file():
+        return KerasPredictor.from_run(p)
     if p.is_dir():
         if _is_savedmodel_dir(p):
             return SavedModelPredictor(p)
@@ -703,6 +818,6 @@ def load_predictor(path: str | os.PathLike) -> Predictor:
         if _savedmodel_versions(p):
             return SavedModelPredictor(p)
         raise ValueError(f"{p}: directory holds no model; expected {_EXPECTED}")
-    if Path(str(p) + ".index").is_file():  # checkpoint prefix
+    if _as_path(f"{p}.index").is_file():  # checkpoint prefix
         return KerasPredictor.from_run(p)
     raise FileNotFoundError(f"{p}: no such file or directory; expected {_EXPECTED}")

@@ -9,6 +9,9 @@
 ``--version``) and ``<base-dir>/models.config``; ``tflite`` writes
 ``<out-dir>/<name>_<variant>.tflite`` and ``<out-dir>/<name>.json``. Both print
 what they wrote. Exit status 2 on bad arguments or an unusable run directory.
+
+The run directory, ``--base-dir`` and ``--out-dir`` may be URIs of any file system
+TensorFlow knows (``gs://bucket/models/colourise``; ``file:///x`` is the local ``/x``).
 """
 
 from __future__ import annotations
@@ -91,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
 
+    import tensorflow as tf
+
+    from colourise_tf.fileio import basename, describe_os_error
     from colourise_tf.runs import RunDirectoryError
 
     try:
@@ -103,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 png_compression=args.png_compression,
             )
             config = write_models_config(args.base_dir, args.model_name, base_path=args.models_config_base_path)
-            print(json.dumps({"savedmodel": str(path), "version": int(path.name), "models_config": str(config)}))
+            print(json.dumps({"savedmodel": str(path), "version": int(basename(path)), "models_config": str(config)}))
         else:
             from .tflite import VARIANTS, export_tflite
 
@@ -120,9 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"colourise-export: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # an output folder that cannot be created or written
-        from colourise_tf.fileio import describe_os_error
-
         print(f"colourise-export: error: {describe_os_error(e)}", file=sys.stderr)
+        return 2
+    except tf.errors.OpError as e:  # the same on a URI (gs://...): tf.io.gfile's errors
+        print(f"colourise-export: error: {e.message}", file=sys.stderr)
         return 2
     return 0
 

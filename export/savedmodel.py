@@ -56,13 +56,22 @@ The resolved experiment config is stored as the SavedModel asset
 ``assets/colourise_config.json`` (readable with
 :func:`colourise_tf.config.load_config`) and the export metadata as
 ``assets/colourise_export.json`` (see :func:`read_export_metadata`).
+
+The run directory and the base directory may be URIs of any file system TensorFlow
+knows (``gs://bucket/models/colourise``, ``ram://``; ``file:///x`` is the local
+``/x``); everything is then read and written through ``tf.io.gfile``. Object stores
+have no atomic folder rename: there the version is saved into the hidden temporary
+folder and its files are then moved into ``<base>/<version>/`` one by one,
+``saved_model.pb`` last, so a server that lists the folder early finds no model
+to load rather than a model without its variables.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shutil
+import posixpath
 import tempfile
 import uuid
 from pathlib import Path
@@ -71,7 +80,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from colourise_tf import colour, inference
+from colourise_tf import colour, fileio, inference
 from colourise_tf.config import ExperimentConfig, to_dict
 from colourise_tf.models import generator_input_channels
 from colourise_tf.fileio import atomic_write_text
@@ -468,14 +477,15 @@ def save_serving_model(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     jpeg_quality: int = 95,
     png_compression: int = DEFAULT_PNG_COMPRESSION,
-) -> Path:
+) -> Path | str:
     """Saves a generator as a serving SavedModel in ``export_dir`` (not atomic;
     :func:`export_savedmodel` wraps it with versioning and an atomic rename).
+    ``export_dir`` may be a URI (``gs://...``).
 
     Returns:
-        ``export_dir``.
+        ``export_dir`` (a :class:`pathlib.Path` if local, else the URI string).
     """
-    export_dir = Path(export_dir)
+    export_dir = _local_path_or_uri(export_dir)
     module = ColouriseServingModule(
         generator, cfg, output_format=output_format, max_pixels=max_pixels, jpeg_quality=jpeg_quality,
         png_compression=png_compression,
@@ -493,16 +503,25 @@ def save_serving_model(
         # MetaGraphDef's asset_file_def, which TF Serving's loader handles as is.
         module.config_asset = tf.saved_model.Asset(str(cfg_path))
         module.metadata_asset = tf.saved_model.Asset(str(meta_path))
-        tf.saved_model.save(module, str(export_dir), signatures=module.signatures())
+        tf.saved_model.save(module, os.fspath(export_dir), signatures=module.signatures())
     return export_dir
+
+
+def _local_path_or_uri(path: str | os.PathLike) -> Path | str:
+    """A local path (``file://`` URIs included) as a :class:`pathlib.Path`, any other
+    URI as its string (``pathlib`` would fold ``gs://b`` into ``gs:/b``)."""
+    path = fileio.normalize(path)
+    return path if fileio.is_remote(path) else Path(path)
 
 
 def existing_versions(base_dir: str | os.PathLike) -> list[int]:
     """Integer version directories under ``base_dir`` (what TF Serving would load)."""
-    base = Path(base_dir)
-    if not base.is_dir():
+    base = fileio.normalize(base_dir)
+    if not fileio.isdir(base):
         return []
-    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
+    return sorted(
+        int(name) for name in fileio.listdir(base) if name.isdigit() and fileio.isdir(fileio.join(base, name))
+    )
 
 
 def next_version(base_dir: str | os.PathLike) -> int:
@@ -525,8 +544,9 @@ def export_savedmodel(
 
     Args:
         source: a run directory (latest checkpoint) or a checkpoint prefix
-            (``runs/x/checkpoints/ckpt-300``).
-        base_dir: the model's base path, as TF Serving watches it.
+            (``runs/x/checkpoints/ckpt-300``); local or a URI (``gs://``, ``ram://``,
+            ``file://``).
+        base_dir: the model's base path, as TF Serving watches it; local or a URI.
         version: a positive integer; ``None`` = one more than the largest existing.
         output_format: ``"png"`` (lossless) or ``"jpeg"``.
         max_pixels: per-image pixel budget enforced by the image signatures.
@@ -535,7 +555,8 @@ def export_savedmodel(
             :data:`DEFAULT_PNG_COMPRESSION`).
 
     Returns:
-        The version directory.
+        The version directory: a :class:`pathlib.Path` for a local ``base_dir``, the URI
+        string otherwise.
 
     Raises:
         colourise_tf.runs.RunDirectoryError: ``source`` is not a run / checkpoint.
@@ -547,26 +568,53 @@ def export_savedmodel(
     if version is not None and (int(version) != version or version < 1):
         raise ValueError(f"version must be a positive integer, got {version!r}")
     run = load_run(source)
-    base = Path(base_dir)
-    base.mkdir(parents=True, exist_ok=True)
+    base = fileio.normalize(base_dir)
+    fileio.makedirs(base)
     version = next_version(base) if version is None else int(version)
-    target = base / str(version)
-    if target.exists():
+    target = fileio.join(base, str(version))
+    if fileio.exists(target):
         raise FileExistsError(f"{target} exists; TF Serving versions are immutable, pick another version")
-    tmp = base / f".tmp-{version}-{uuid.uuid4().hex[:8]}"  # not an integer: TF Serving ignores it
+    tmp = fileio.join(base, f".tmp-{version}-{uuid.uuid4().hex[:8]}")  # not an integer: TF Serving ignores it
     try:
         save_serving_model(
             run.generator, run.cfg, tmp, step=run.step, checkpoint=run.checkpoint,
             output_format=output_format, max_pixels=max_pixels, jpeg_quality=jpeg_quality,
             png_compression=png_compression,
         )
-        if target.exists():
+        if fileio.exists(target):
             raise FileExistsError(f"{target} appeared while exporting")
-        os.rename(tmp, target)
+        if fileio.is_remote(base):
+            _move_tree_remote(tmp, target)
+        else:
+            os.rename(tmp, target)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+        if fileio.exists(tmp):
+            fileio.rmtree(tmp)
+    return _local_path_or_uri(target)
+
+
+def _move_tree_remote(src: str, dst: str) -> None:
+    """Moves the SavedModel folder ``src`` to the new folder ``dst`` on a non-local file
+    system, file by file (``tf.io.gfile.rename`` of a folder is not supported
+    everywhere: ``ram://`` loses its content), ``saved_model.pb``/``.pbtxt`` last. If a
+    move fails, what reached ``dst`` is deleted again."""
+    gfile = tf.io.gfile
+    src = src.rstrip("/")
+    files: list[tuple[str, str]] = []  # (source file, path relative to src)
+    for folder, _, names in gfile.walk(src):
+        rel = folder.rstrip("/")[len(src):].strip("/")
+        files += [(posixpath.join(folder, name), posixpath.join(rel, name) if rel else name) for name in names]
+    files.sort(key=lambda f: (f[1] in ("saved_model.pb", "saved_model.pbtxt"), f[1]))
+    try:
+        fileio.makedirs(dst)
+        for path, rel in files:
+            out = fileio.join(dst, rel)
+            fileio.makedirs(posixpath.dirname(out))
+            gfile.rename(path, out, overwrite=False)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            fileio.rmtree(dst)
+        raise
 
 
 def write_models_config(
@@ -585,12 +633,13 @@ def write_models_config(
             ``base_dir`` mounted there).
 
     Returns:
-        The path of the written file.
+        The path of the written file (a :class:`pathlib.Path` for a local ``base_dir``,
+        the URI string otherwise).
     """
     if not model_name or any(c in model_name for c in '"\n/\\'):
         raise ValueError(f"invalid model name {model_name!r}")
-    base = Path(base_dir)
-    base.mkdir(parents=True, exist_ok=True)
+    base = fileio.normalize(base_dir)
+    fileio.makedirs(base)
     base_path = base_path or f"/models/{model_name}"
     text = (
         "model_config_list {\n"
@@ -602,7 +651,7 @@ def write_models_config(
         "  }\n"
         "}\n"
     )
-    path = base / "models.config"
+    path = _local_path_or_uri(fileio.join(base, "models.config"))
     atomic_write_text(path, text)
     return path
 
@@ -611,8 +660,6 @@ def read_export_metadata(export_dir: str | os.PathLike) -> dict:
     """Reads ``assets/colourise_export.json`` of an exported version directory.
 
     The resolved experiment config is ``assets/colourise_config.json``
-    (``colourise_tf.config.load_config`` reads it).
+    (``colourise_tf.config.load_config`` reads it). ``export_dir`` may be a URI.
     """
-    path = Path(export_dir) / "assets" / METADATA_ASSET
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return json.loads(fileio.read_text(fileio.join(export_dir, "assets", METADATA_ASSET)))

@@ -26,6 +26,13 @@ when the model colours inside its mask only), ``n_classes``, ``preset``,
 ``input_name``, ``output_name`` and, per variant, the file, its size, I/O dtypes and
 quantisation parameters, and the operators in the flatbuffer (with the ones that
 still compute in float in a quantised model listed as ``float_ops``).
+
+The run directory, ``<out>`` and the paths given to :func:`read_sidecar`,
+:func:`load_interpreter`, :func:`model_ops` and :func:`tflite_chroma_fn` may be URIs
+of any file system TensorFlow knows (``gs://bucket/tflite``, ``ram://``; ``file:///x``
+is the local ``/x``): the outputs are written through ``tf.io.gfile``. The SavedModel
+the converter reads and the int8 child process's files stay in local temporary
+folders.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import io
 import json
 import logging
 import os
+import posixpath
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -46,11 +54,11 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from colourise_tf import colour, inference
-from colourise_tf.config import ExperimentConfig
+from colourise_tf import colour, fileio, inference
+from colourise_tf.config import ExperimentConfig, save_config
 from colourise_tf.models import generator_input_channels
 from colourise_tf.fileio import atomic_write_bytes
-from colourise_tf.runs import load_run
+from colourise_tf.runs import LoadedRun, load_run
 
 __all__ = [
     "VARIANTS",
@@ -285,15 +293,18 @@ def load_interpreter(
 ):
     """A LiteRT ``Interpreter`` (``ai_edge_litert``) for a path or flatbuffer bytes,
     tensors allocated. ``default_delegates=False`` keeps XNNPACK from replacing
-    nodes (to list the model's own operators)."""
+    nodes (to list the model's own operators). A URI path (``gs://``) is read into
+    memory first: the interpreter opens local files only."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     resolver = OpResolverType.AUTO if default_delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     kw = dict(num_threads=num_threads, experimental_op_resolver_type=resolver)
+    if not isinstance(model, (bytes, bytearray)) and fileio.is_remote(model):
+        model = fileio.read_bytes(model)
     if isinstance(model, (bytes, bytearray)):
         interp = Interpreter(model_content=bytes(model), **kw)
     else:
-        interp = Interpreter(model_path=os.fspath(model), **kw)
+        interp = Interpreter(model_path=fileio.normalize(model), **kw)
     interp.allocate_tensors()
     return interp
 
@@ -368,12 +379,13 @@ def export_tflite(
     calibration_source: str = "samples",
     integer_io: bool = False,
     isolate_int8: bool = True,
-) -> dict[str, Path]:
+) -> dict[str, Path | str]:
     """Converts a run's generator to ``<out_dir>/<name>_<variant>.tflite``.
 
     Args:
-        source: run directory or checkpoint prefix.
-        out_dir: output directory (created).
+        source: run directory or checkpoint prefix; local or a URI (``gs://``,
+            ``ram://``, ``file://``).
+        out_dir: output directory (created); local or a URI.
         variants: any of :data:`VARIANTS`.
         name: file stem; default the experiment name (``cfg.name``).
         calibration_steps: representative inputs for the ``int8`` variant.
@@ -385,7 +397,8 @@ def export_tflite(
             :class:`TFLiteConversionError` with the converter's messages.
 
     Returns:
-        ``{variant: path}`` of the written models. The sidecar ``<name>.json`` is
+        ``{variant: path}`` of the written models (:class:`pathlib.Path` for a local
+        ``out_dir``, URI strings otherwise). The sidecar ``<name>.json`` is
         updated: variants exported earlier under the same name are kept if they come
         from the same checkpoint and configuration; otherwise their files are removed
         (a model must never sit beside a sidecar that describes another one).
@@ -405,12 +418,12 @@ def export_tflite(
     name = name or run.cfg.name
     if not name or "/" in name or "\\" in name:
         raise ValueError(f"invalid name {name!r}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    sidecar_path = out / f"{name}.json"
+    out = fileio.normalize(out_dir)
+    fileio.makedirs(out)
+    sidecar_path = fileio.join(out, f"{name}.json")
     try:
-        previous = read_sidecar(sidecar_path) if sidecar_path.is_file() else {}
-    except (OSError, ValueError):  # unreadable: replaced by the new one
+        previous = read_sidecar(sidecar_path) if _is_file(sidecar_path) else {}
+    except (OSError, ValueError, tf.errors.OpError):  # unreadable: replaced by the new one
         previous = {}
     previous = previous if isinstance(previous, dict) else {}
     sidecar = {**sidecar_base(run.cfg), "step": run.step, "checkpoint": run.checkpoint}
@@ -423,7 +436,7 @@ def export_tflite(
     stale = [] if same_model else [e.get("file") for v, e in earlier.items() if v not in variants]
     sidecar["variants"] = dict(kept)
     log: list[str] = []
-    paths: dict[str, Path] = {}
+    paths: dict[str, Path | str] = {}
     try:
         for variant in variants:
             in_child = variant == "int8" and isolate_int8
@@ -431,7 +444,7 @@ def export_tflite(
             if in_child:
                 model, child_error = _convert_int8_in_subprocess(
                     source, calibration_steps=calibration_steps, calibration_source=calibration_source,
-                    integer_io=integer_io, log=log,
+                    integer_io=integer_io, log=log, run=run,
                 )
             else:
                 model = convert_generator(
@@ -441,32 +454,45 @@ def export_tflite(
             summary = _op_summary(model)
             if variant == "int8":
                 _check_int8(model, summary, log, ran_in_child=in_child, child_error=child_error)
-            path = out / f"{name}_{variant}.tflite"
+            file = f"{name}_{variant}.tflite"
+            path = _local_path_or_uri(fileio.join(out, file))
             atomic_write_bytes(path, model)
             paths[variant] = path
             entry: dict[str, Any] = {
-                "file": path.name, "bytes": len(model), "step": run.step, **_io_details(model), **summary,
+                "file": file, "bytes": len(model), "step": run.step, **_io_details(model), **summary,
             }
             if variant == "int8":
                 entry["calibration"] = {"source": calibration_source, "steps": calibration_steps}
             sidecar["variants"][variant] = entry
     finally:
         if log:
-            atomic_write_bytes(out / f"{name}_conversion.log", "\n".join(log).encode("utf-8"))
+            atomic_write_bytes(fileio.join(out, f"{name}_conversion.log"), "\n".join(log).encode("utf-8"))
         if paths:
             atomic_write_bytes(sidecar_path, (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode("utf-8"))
             _remove_stale(out, stale)
     return paths
 
 
-def _remove_stale(out: Path, files: Sequence[str | None]) -> None:
+def _local_path_or_uri(path: str | os.PathLike) -> Path | str:
+    """A local path (``file://`` URIs included) as a :class:`pathlib.Path`, any other
+    URI as its string (``pathlib`` would fold ``gs://b`` into ``gs:/b``)."""
+    path = fileio.normalize(path)
+    return path if fileio.is_remote(path) else Path(path)
+
+
+def _is_file(path: str | os.PathLike) -> bool:
+    """``path`` (local or a URI) exists and is not a folder."""
+    return fileio.exists(path) and not fileio.isdir(path)
+
+
+def _remove_stale(out: str | os.PathLike, files: Sequence[str | None]) -> None:
     """Deletes earlier exports of another model named in the replaced sidecar."""
     for file in files:
         if not file or Path(file).name != file or not file.endswith(".tflite"):
             continue  # only plain .tflite names inside ``out``
-        path = out / file
-        if path.is_file():
-            path.unlink()
+        path = fileio.join(out, file)
+        if _is_file(path):
+            fileio.remove(path)
             logging.getLogger(__name__).warning(
                 "removed %s: exported from another checkpoint or configuration than the new "
                 "%s (its sidecar entry is gone)", path, out,
@@ -530,17 +556,28 @@ def _convert_int8_in_subprocess(
     calibration_source: str,
     integer_io: bool,
     log: list[str],
+    run: LoadedRun | None = None,
 ) -> tuple[bytes, str | None]:
     """Runs :func:`convert_generator` (``int8``) in a child Python process, which
     also runs the model once. Returns the model and the error running it raised
-    (``None`` if it ran); a crash of either step raises ``TFLiteConversionError``."""
+    (``None`` if it ran); a crash of either step raises ``TFLiteConversionError``.
+
+    A URI ``source`` (``gs://``, ``ram://``) is not handed to the child: it gets a
+    local temporary copy of the run (the parent's ``run``: its config and the files of
+    the checkpoint it loaded). Chosen over converting in this process so that a crash
+    of the quantiser stays isolated for every source; and a ``ram://`` file system
+    lives in this process's memory, the child could not read it at all.
+    """
     import subprocess
 
     root = str(Path(__file__).resolve().parents[1])
     with tempfile.TemporaryDirectory(prefix="colourise_int8_") as tmp:
         model_path = Path(tmp) / "model.tflite"
+        child_source = fileio.normalize(source)
+        if fileio.is_remote(child_source):
+            child_source = _local_run_copy(run if run is not None else load_run(source), Path(tmp) / "run")
         args = [
-            sys.executable, "-X", "faulthandler", "-c", _CHILD.format(root=root), os.fspath(source), str(model_path),
+            sys.executable, "-X", "faulthandler", "-c", _CHILD.format(root=root), child_source, str(model_path),
             str(calibration_steps), calibration_source, "1" if integer_io else "0",
         ]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}  # all of it goes to the conversion log
@@ -560,6 +597,24 @@ def _convert_int8_in_subprocess(
         return model_path.read_bytes(), (error_path.read_text() if error_path.is_file() else None)
 
 
+def _local_run_copy(run: LoadedRun, run_dir: Path) -> str:
+    """Writes ``run_dir/config.json`` (``run.cfg``) and copies the files of
+    ``run.checkpoint`` (``.index``, ``.data-*``) into ``run_dir/checkpoints/``.
+
+    Returns:
+        The local checkpoint prefix, which :func:`load_run` loads as ``run``.
+    """
+    save_config(run.cfg, run_dir / "config.json")
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    prefix = run.checkpoint
+    stem = posixpath.basename(prefix)
+    for file in tf.io.gfile.glob(f"{prefix}.*"):
+        name = posixpath.basename(file)
+        if name == f"{stem}.index" or name.startswith(f"{stem}.data-"):
+            (run_dir / "checkpoints" / name).write_bytes(fileio.read_bytes(file))
+    return str(run_dir / "checkpoints" / stem)
+
+
 def _child_convert_int8(source: str, model_path: str, steps: str, calibration_source: str, integer_io: str) -> None:
     # No output capture here: if the quantiser crashes, the parent still gets
     # everything it printed through the pipe.
@@ -576,17 +631,22 @@ def _child_convert_int8(source: str, model_path: str, steps: str, calibration_so
 
 
 def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
-    """Reads ``<name>.json`` (a path to the json, or to one of its ``.tflite`` files)."""
-    path = Path(path)
-    if path.suffix == ".tflite":
-        stem = path.stem
+    """Reads ``<name>.json`` (a path to the json, or to one of its ``.tflite`` files;
+    local or a URI)."""
+    path = fileio.normalize(path)
+    remote = fileio.is_remote(path)
+    name = posixpath.basename(path) if remote else Path(path).name
+    if name.endswith(".tflite") and len(name) > len(".tflite"):
+        stem = name[: -len(".tflite")]
         for variant in VARIANTS:
             if stem.endswith("_" + variant):
                 stem = stem[: -len(variant) - 1]
                 break
-        path = path.with_name(stem + ".json")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        if remote:
+            path = posixpath.join(posixpath.dirname(path), stem + ".json")
+        else:
+            path = str(Path(path).with_name(stem + ".json"))
+    return json.loads(fileio.read_text(path))
 
 
 def tflite_chroma_fn(model: str | os.PathLike | bytes, num_threads: int | None = None) -> Callable:
