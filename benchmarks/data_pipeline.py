@@ -5,14 +5,19 @@ fields plus noise, so file sizes and decode cost look like photos, not like whit
 noise), then times ``build_dataset(folder, training=True, batch_size=16,
 image_size=256)`` over one pass of all images:
 
-* ``lab_off``: the pipeline as the trainer gets it (uint8 RGB batches);
+* ``lab_off``: the pipeline as the trainer gets it (uint8 RGB batches), decoding in
+  TensorFlow;
+* ``pillow_before``: the same pipeline with the decoder it had before, Pillow in a
+  parallel ``tf.numpy_function`` (rebuilt here from ``decode_image_file``), for a
+  side-by-side comparison in one run;
 * ``lab_on``: the same with :func:`colourise_tf.colour.rgb_to_lab` mapped over each
   batch inside the pipeline, a stand-in for the device-side conversion cost;
 * ``lab_on_xla``: the same conversion compiled with XLA (``jit_compile=True``), which
   fuses its chain of element-wise ops as a jit-compiled train step does.
 
-Each mode runs ``--repeats`` times (after one untimed warm-up pass that fills the OS
-file cache and traces the functions); medians go to stdout and all figures to
+Each mode runs ``--repeats`` times, the modes interleaved round by round (after one
+untimed warm-up pass each that fills the OS file cache and traces the functions);
+medians, also per CPU core, go to stdout and all figures to
 ``benchmarks/results/data_pipeline.json``.
 
 Usage::
@@ -58,20 +63,49 @@ def make_images(folder: str, n: int, seed: int = 0) -> int:
     return total
 
 
+def pillow_dataset(folder: str, batch_size: int, image_size: int):
+    """The folder pipeline as it was before decoding moved into TensorFlow: Pillow in a
+    parallel ``tf.numpy_function``, then the same geometry, batching and prefetch."""
+    import tensorflow as tf
+
+    from colourise_tf import data
+
+    paths = data.list_image_files(folder)
+    min_side = max(image_size, int(round(image_size * data.TRAIN_SCALE_JITTER)))
+
+    def decode(path: bytes):
+        image = data.decode_image_file(path.decode(), min_side=min_side)
+        return image, not data.is_greyscale(image)
+
+    def tf_decode(path):
+        image, keep = tf.numpy_function(decode, [path], [tf.uint8, tf.bool], stateful=False)
+        image.set_shape([None, None, 3])
+        return {"image": image, "_keep": keep}
+
+    ds = tf.data.Dataset.from_tensor_slices(paths).shuffle(len(paths), seed=0)
+    ds = ds.map(tf_decode, num_parallel_calls=tf.data.AUTOTUNE).filter(lambda ex: ex["_keep"])
+    ds = ds.map(lambda ex: {"image": ex["image"]}).enumerate()
+    ds = ds.map(data._make_geometry_fn(image_size, True, False, 0), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
 def time_pass(folder: str, lab: bool | str, batch_size: int, image_size: int) -> tuple[float, int]:
     """One full pass over the folder; returns (seconds, images)."""
     import tensorflow as tf
 
     from colourise_tf.data import build_dataset
 
-    ds = build_dataset(
-        folder,
-        training=True,
-        batch_size=batch_size,
-        image_size=image_size,
-        repeat=False,
-        drop_remainder=False,
-    )
+    if lab == "pillow":
+        ds, lab = pillow_dataset(folder, batch_size, image_size), False
+    else:
+        ds = build_dataset(
+            folder,
+            training=True,
+            batch_size=batch_size,
+            image_size=image_size,
+            repeat=False,
+            drop_remainder=False,
+        )
     if lab:
         from colourise_tf.colour import rgb_to_lab
 
@@ -113,18 +147,28 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="colourise_bench_") as folder:
         total = make_images(folder, args.n)
         results["mean_jpeg_kib"] = round(total / args.n / 1024, 1)
-        for mode, lab in (("lab_off", False), ("lab_on", True), ("lab_on_xla", "xla")):
+        modes = {"lab_off": False, "pillow_before": "pillow", "lab_on": True, "lab_on_xla": "xla"}
+        for lab in modes.values():
             time_pass(folder, lab, args.batch_size, args.image_size)  # warm-up
-            rates = []
-            for _ in range(args.repeats):
+        rates: dict[str, list[float]] = {mode: [] for mode in modes}
+        for _ in range(args.repeats):  # interleaved: load on the machine hits every mode alike
+            for mode, lab in modes.items():
                 seconds, count = time_pass(folder, lab, args.batch_size, args.image_size)
-                rates.append(count / seconds)
+                rates[mode].append(count / seconds)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        results["cores"] = cores
+        for mode, r in rates.items():
+            med = statistics.median(r)
             results["modes"][mode] = {
-                "images_per_s": [round(r, 1) for r in rates],
-                "median_images_per_s": round(statistics.median(rates), 1),
+                "images_per_s": [round(x, 1) for x in r],
+                "median_images_per_s": round(med, 1),
+                "median_images_per_s_per_core": round(med / cores, 1),
             }
-            runs = ", ".join(f"{r:.1f}" for r in rates)
-            print(f"{mode}: median {statistics.median(rates):.1f} images/s  (runs: {runs})")
+            runs = ", ".join(f"{x:.1f}" for x in r)
+            print(f"{mode}: median {med:.1f} images/s, {med / cores:.1f} per core  (runs: {runs})")
+        ratio = statistics.median(rates["lab_off"]) / statistics.median(rates["pillow_before"])
+        results["tf_decode_vs_pillow"] = round(ratio, 2)
+        print(f"TensorFlow decoding vs Pillow (before): x{ratio:.2f}")
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as f:
         json.dump(results, f, indent=2)

@@ -22,23 +22,31 @@ NOT done here: it runs in the train step on the device, through
 
 Choices, and why:
 
-* **Decoding files with Pillow** (in a parallel ``tf.numpy_function``; Pillow releases
-  the GIL while decoding). ``tf.io.decode_image`` does not honour EXIF orientation,
-  mishandles CMYK JPEGs and cannot tell us *why* a file failed, and the issue asks for
-  every mode and for the reason of each skipped file. Large JPEGs are decoded with
-  Pillow's DCT-domain ``draft`` downscaling to just above the size the crop needs,
-  which makes multi-megapixel photos cheap. TFDS images are decoded by TF (they were
-  re-encoded by TFDS at preparation time, so they are well-formed RGB JPEG/PNG).
+* **Decoding files in TensorFlow.** The file list is probed once, in Python, when the
+  dataset is built: each file's header (format, mode, size) and EXIF orientation
+  are read without decoding pixels, and a cheap end-marker check catches truncated
+  JPEG and PNG files. The dataset then decodes JPEG (grey and RGB, DCT-downscaled to
+  just above the size the crop needs, as Pillow's ``draft``), PNG (8 and 16 bits,
+  palette, alpha), GIF (first frame), BMP and WebP with TensorFlow's own ops and
+  applies the orientation in the graph, so no Python runs while it is iterated (an
+  iterator still alive at interpreter exit no longer hangs the process waiting for
+  Pillow calls that cannot take the GIL). What TensorFlow cannot decode (TIFF, CMYK
+  JPEG, 32-bit and float images...) is decoded by Pillow once, when the list is
+  built, and kept as PNG bytes in memory: a bounded branch for a few scans, not for
+  thousands of TIFFs. TFDS images are decoded by TF (they were re-encoded by TFDS at
+  preparation time, so they are well-formed RGB JPEG/PNG).
 * **Input modes** -> uint8 RGB: ``L``/``1`` are replicated to three channels;
   16-bit (``I;16*``, ``I``) is scaled by 1/257 (65535 -> 255); images with alpha
   (``LA``, ``RGBA``, ``PA``, palette or grey with a transparency key) are composited
   over **white**, i.e. what a viewer shows, rather than exposing the arbitrary colour
   stored under transparent pixels; ``CMYK`` (incl. Adobe-inverted JPEGs) goes through
   Pillow's conversion. GIF/APNG/WebP animations give their first frame.
-* **Corrupt / truncated files** never stop an epoch: the decoder returns a status, the
-  file is filtered out, logged once (logger ``colourise_tf.data``) and recorded in
-  :class:`PipelineReport`. ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` is left ``False`` so
-  a truncated file is reported, not silently half-grey.
+* **Corrupt / truncated files** never stop an epoch: empty, unrecognised and
+  truncated files (and files Pillow cannot convert) are left out when the list is
+  built, logged once (logger ``colourise_tf.data``) and recorded with their reason in
+  :class:`PipelineReport`. A file whose data is corrupt behind an intact header and
+  end marker fails in TensorFlow's decoder; it is dropped there (``ignore_errors``,
+  whose warning names no path).
 * **Greyscale images** (all channels within ``tol=2`` levels; JPEG chroma noise on grey
   photos is about one level) are left out of training **and evaluation** and recorded in
   :attr:`PipelineReport.grey`: colour metrics against a grey ground truth would
@@ -61,10 +69,11 @@ Choices, and why:
   when a checkpoint is taken while prefetching has crossed an epoch boundary. A
   training source with no usable image raises :class:`NoUsableImagesError` up front
   instead of filtering an endless stream forever.
-* **Checkpointable iterators**: the Python steps (Pillow decoding, the grey-image
-  log, masks) are declared stateless, so ``tf.train.Checkpoint`` can save a
-  training iterator mid-epoch (shuffle buffers included) and a resumed run
-  continues at the same example instead of re-reading what it already saw.
+* **Checkpointable iterators**: ``tf.train.Checkpoint`` can save a training iterator
+  mid-epoch (shuffle buffers included) and a resumed run continues at the same
+  example instead of re-reading what it already saw. The grey-image record (a hash
+  table) is declared external state (``ExternalStatePolicy.IGNORE``) and the masks'
+  Python function stateless.
 * **Masks** (seed 003, ``partial-mask`` preset) are drawn in numpy by :func:`make_mask`
   with a generator seeded from the example's stateless seed: one implementation for
   tests, tools and the pipeline.
@@ -328,31 +337,62 @@ def is_greyscale(rgb_uint8: np.ndarray, tol: int = 2) -> bool:
 
 
 def _is_greyscale_tf(image: tf.Tensor, tol: int = 2) -> tf.Tensor:
-    image = tf.cast(image, tf.int32)
-    spread = tf.reduce_max(image, axis=-1) - tf.reduce_min(image, axis=-1)
-    return tf.reduce_max(spread) <= tol
+    """:func:`is_greyscale` in TensorFlow: a sparse sample first (it rejects almost every
+    colour photo), then every pixel only when the sample looked grey."""
+
+    def grey(x: tf.Tensor) -> tf.Tensor:
+        spread = tf.cast(tf.reduce_max(x, axis=-1), tf.int16) - tf.cast(tf.reduce_min(x, axis=-1), tf.int16)
+        return tf.reduce_max(spread) <= tol
+
+    return tf.logical_and(grey(image[::7, ::7]), tf.cond(grey(image[::7, ::7]), lambda: grey(image), lambda: False))
 
 
 # --------------------------------------------------------------------------- report
 
 
-@dataclasses.dataclass
 class PipelineReport:
     """What the pipeline left out, filled while the dataset is built and iterated.
 
     Each path is recorded (and logged) once, however many epochs revisit it. Safe to
-    share between the parallel decoding threads.
+    share between threads. Grey images found while a dataset runs are recorded inside
+    the graph, in a TensorFlow hash table (:meth:`grey_table`), so that decoding runs
+    no Python; :attr:`grey` reads it.
 
     Attributes:
         skipped: ``(path, reason)`` of files that could not be decoded.
         grey: paths (or TFDS ids / file names) left out because already greyscale.
     """
 
-    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-    grey: list[str] = dataclasses.field(default_factory=list)
-    _lock: Any = dataclasses.field(default_factory=threading.Lock, repr=False, compare=False)
-    _seen_skipped: set = dataclasses.field(default_factory=set, repr=False, compare=False)
-    _seen_grey: set = dataclasses.field(default_factory=set, repr=False, compare=False)
+    def __init__(self) -> None:
+        self.skipped: list[tuple[str, str]] = []
+        self._grey: list[str] = []
+        self._lock = threading.Lock()
+        self._seen_skipped: set[str] = set()
+        self._seen_grey: set[str] = set()
+        self._table = None
+
+    def grey_table(self):
+        """The in-graph record of grey images: a ``MutableHashTable`` string -> int64
+        that pipelines insert the grey paths into (and ``""`` for the others)."""
+        with self._lock:
+            if self._table is None:
+                with tf.init_scope():
+                    self._table = tf.lookup.experimental.MutableHashTable(tf.string, tf.int64, default_value=0)
+            return self._table
+
+    @property
+    def grey(self) -> list[str]:
+        with self._lock:
+            table, listed = self._table, list(self._grey)
+        if table is not None:
+            keys = table.export()[0].numpy()
+            found = sorted(k.decode("utf-8", "surrogateescape") for k in keys if k)
+            for name in found:
+                if name not in self._seen_grey:
+                    self.add_grey(name)
+            with self._lock:
+                listed = list(self._grey)
+        return listed
 
     def add_skipped(self, path: str, reason: str) -> None:
         """Records an undecodable file (first time only) and logs a warning."""
@@ -369,14 +409,14 @@ class PipelineReport:
             if name in self._seen_grey:
                 return
             self._seen_grey.add(name)
-            self.grey.append(name)
+            self._grey.append(name)
         logger.info("leaving out greyscale image %s", name)
 
     def summary(self) -> str:
         """One human-readable paragraph: counts, then the skipped files and reasons."""
+        n_grey = len(self.grey)
         with self._lock:
             skipped = list(self.skipped)
-            n_grey = len(self.grey)
         lines = [
             f"{len(skipped)} file(s) skipped as unreadable, {n_grey} greyscale image(s) left out"
         ]
@@ -522,6 +562,167 @@ def list_image_files(source: str) -> list[str]:
     return sorted(found)
 
 
+# Formats and modes TensorFlow decodes itself (everything else goes through Pillow once).
+_NATIVE = {
+    "JPEG": {"L", "RGB"},  # not CMYK/YCCK: libjpeg-turbo in TF gives no RGB for them
+    "PNG": {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "I;16", "I;16B", "I;16L", "I"},
+    "GIF": {"P", "L", "RGB", "RGBA"},
+    "BMP": {"RGB", "RGBA"},
+}
+if hasattr(tf.io, "decode_webp"):
+    _NATIVE["WEBP"] = {"RGB", "RGBA"}
+_KIND = {"JPEG": 0, "PNG": 1, "GIF": 2, "BMP": 3, "WEBP": 4, "CONVERTED": 1}  # converted: PNG bytes
+_JPEG_END = b"\xff\xd9"
+_PNG_END = b"IEND\xaeB`\x82"
+
+
+@dataclasses.dataclass(frozen=True)
+class _FileRecord:
+    """What the file list says about one image, from its header alone."""
+
+    path: str
+    kind: int  # _KIND
+    orientation: int  # EXIF orientation tag, 1..8
+    ratio: int  # JPEG DCT downscale (1, 2, 4, 8)
+    data: bytes = b""  # converted files: the decoded image as PNG bytes
+
+
+def _jpeg_ratio(width: int, height: int, min_side: int) -> int:
+    """The largest DCT downscale (1/2, 1/4, 1/8) keeping both sides ``>= min_side``
+    (libjpeg rounds scaled sizes up), as Pillow's ``draft`` picks."""
+    for r in (8, 4, 2):
+        if -(-min(width, height) // r) >= min_side:
+            return r
+    return 1
+
+
+def _trailer_problem(path: str, fmt: str, size: int) -> str | None:
+    """A cheap truncation check: JPEG and PNG files must end with their end marker."""
+    tail = {"JPEG": _JPEG_END, "PNG": _PNG_END}.get(fmt)
+    if tail is None:
+        return None
+    with open(path, "rb") as f:
+        f.seek(max(0, size - 4096))
+        end = f.read()
+    if tail in end:  # some writers add bytes after the marker
+        return None
+    return f"truncated image (no {fmt} end marker)"
+
+
+def _convert_once(path: str, min_side: int) -> bytes:
+    """Decodes a file TensorFlow cannot (TIFF, CMYK JPEG, ...) with Pillow, once, as
+    PNG bytes of its display-oriented uint8 RGB pixels."""
+    import io
+
+    rgb = decode_image_file(path, min_side=min_side)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def _probe_file(path: str, min_side: int, report: PipelineReport) -> _FileRecord | None:
+    """Reads one file's header (format, mode, size, EXIF orientation): a record for the
+    graph, or ``None`` (reported) for a file that cannot be used. Only files TensorFlow
+    cannot decode are decoded here (with Pillow, once)."""
+    try:
+        size = os.path.getsize(path)
+    except OSError as err:
+        report.add_skipped(path, f"cannot read file ({err.strerror or err})")
+        return None
+    if size == 0:
+        report.add_skipped(path, "empty file (0 bytes)")
+        return None
+    try:
+        with Image.open(path) as img:  # lazy: the header only
+            fmt, mode, (width, height) = img.format, img.mode, img.size
+            orientation = int(img.getexif().get(0x0112, 1) or 1)
+        problem = _trailer_problem(path, fmt, size)
+    except Image.UnidentifiedImageError:
+        problem = "not a recognised image format"
+    except Exception as err:  # Pillow raises OSError, SyntaxError, struct.error, ...
+        problem = f"corrupt image ({type(err).__name__}: {err})"
+    if problem:
+        report.add_skipped(path, problem)
+        return None
+    if mode in _NATIVE.get(fmt, ()) and 1 <= orientation <= 8:
+        ratio = _jpeg_ratio(width, height, min_side) if fmt == "JPEG" else 1
+        return _FileRecord(path, _KIND[fmt], orientation, ratio)
+    try:
+        data = _convert_once(path, min_side)
+    except ImageDecodeError as err:
+        report.add_skipped(path, err.reason)
+        return None
+    return _FileRecord(path, _KIND["CONVERTED"], 1, 1, data)
+
+
+def _orient(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
+    """Applies an EXIF orientation (1..8) as Pillow's ``ImageOps.exif_transpose`` does."""
+    transpose = lambda x: tf.transpose(x, [1, 0, 2])  # noqa: E731
+    branches = [
+        lambda: image,  # 1
+        lambda: tf.reverse(image, [1]),  # 2: mirror left-right
+        lambda: tf.image.rot90(image, 2),  # 3: 180
+        lambda: tf.reverse(image, [0]),  # 4: mirror top-bottom
+        lambda: transpose(image),  # 5: transpose
+        lambda: tf.image.rot90(image, 3),  # 6: 90 clockwise
+        lambda: tf.image.rot90(transpose(image), 2),  # 7: transverse
+        lambda: tf.image.rot90(image, 1),  # 8: 90 counter-clockwise
+    ]
+    return tf.cond(
+        tf.equal(orientation, 1), lambda: image, lambda: tf.switch_case(tf.clip_by_value(orientation - 1, 0, 7), branches)
+    )
+
+
+def _decode_native(contents: tf.Tensor, kind, ratio) -> tf.Tensor:
+    """Encoded bytes -> uint8 ``[H, W, 3]`` in TensorFlow, for :data:`_NATIVE` files.
+
+    ``kind`` (:data:`_KIND`) and ``ratio`` (index of the JPEG DCT downscale 1, 2, 4, 8)
+    are tensors, or Python ints when every file of the dataset shares them: control
+    flow in a tf.data function costs throughput, so a folder of JPEGs of one size
+    class decodes without any.
+    """
+
+    def jpeg(r: int):
+        # ISLOW, as Pillow (TensorFlow's default is the faster, coarser integer DCT).
+        return lambda: tf.io.decode_jpeg(contents, channels=3, ratio=r, dct_method="INTEGER_ACCURATE")
+
+    def png():
+        wide = tf.io.decode_png(contents, channels=0, dtype=tf.uint16)  # 8-bit: x 257
+        narrow = tf.cast(tf.round(tf.cast(wide, tf.float32) / 257.0), tf.uint8)
+        return _rgb_from_any_tf(narrow)
+
+    def gif():
+        return _rgb_from_any_tf(tf.io.decode_gif(contents)[0])
+
+    def bmp():
+        return _rgb_from_any_tf(tf.io.decode_bmp(contents, channels=0))
+
+    def webp():
+        if not hasattr(tf.io, "decode_webp"):
+            return tf.zeros([0, 0, 3], tf.uint8)
+        frames = tf.io.decode_webp(contents)
+        image = frames[0] if frames.shape.rank == 4 else frames
+        return _rgb_from_any_tf(image)
+
+    jpegs = [jpeg(1), jpeg(2), jpeg(4), jpeg(8)]
+
+    def jpeg_any():
+        return jpegs[ratio]() if isinstance(ratio, int) else tf.switch_case(ratio, jpegs)
+
+    branches = [jpeg_any, png, gif, bmp, webp]
+    if isinstance(kind, int):
+        image = branches[kind]()
+    else:
+        image = tf.cond(tf.equal(kind, _KIND["JPEG"]), jpeg_any, lambda: tf.switch_case(kind, branches))
+    image.set_shape([None, None, 3])
+    return image
+
+
+def _static_or_tensor(values: np.ndarray, tensor: tf.Tensor):
+    """The one value every record shares (a Python int), else the record's tensor."""
+    return int(values[0]) if len(set(values.tolist())) == 1 else tensor
+
+
 def _file_records(
     paths: Sequence[str],
     *,
@@ -533,38 +734,58 @@ def _file_records(
 ) -> tf.data.Dataset:
     """Paths -> decoded colour images, bad and grey files filtered out and reported.
 
-    With ``repeat`` the paths repeat forever *before* the shuffle (see
+    The file list is probed once in Python (header, EXIF orientation, a truncation
+    check; files TensorFlow cannot decode are converted by Pillow here, once); the
+    dataset then decodes in TensorFlow only, so no Python runs while it is iterated.
+    Grey images are found in the graph and recorded in ``report``'s table.
+
+    With ``repeat`` the records repeat forever *before* the shuffle (see
     :func:`_seeded_shuffle`); the caller must make sure one file is usable.
     """
-
-    def decode(path_bytes: bytes) -> tuple[np.ndarray, np.int8]:
-        path = path_bytes.decode("utf-8", "surrogateescape")
-        try:
-            image = decode_image_file(path, min_side=min_side)
-        except ImageDecodeError as err:
-            report.add_skipped(path, err.reason)
-            return _EMPTY_IMAGE, np.int8(_STATUS_BAD)
-        if is_greyscale(image):
-            report.add_grey(path)
-            return _EMPTY_IMAGE, np.int8(_STATUS_GREY)
-        return image, np.int8(_STATUS_OK)
-
-    def tf_decode(path: tf.Tensor) -> dict[str, tf.Tensor]:
-        # stateful=False: the result depends on the path alone (the report is a log,
-        # not state), and tf.data refuses to checkpoint an iterator through a
-        # stateful PyFunc; this keeps training iterators checkpointable (exact resume).
-        image, status = tf.numpy_function(decode, [path], [tf.uint8, tf.int8], stateful=False)
-        image.set_shape([None, None, 3])
-        status.set_shape([])
-        return {"image": image, "_status": status}
-
-    ds = tf.data.Dataset.from_tensor_slices(list(paths))
+    records = [r for r in (_probe_file(p, min_side, report) for p in paths) if r is not None]
+    if not records:
+        return tf.data.Dataset.from_tensor_slices({"image": tf.zeros([0, 1, 1, 3], tf.uint8)})
+    table = report.grey_table()
+    columns = {
+        "path": [r.path for r in records],
+        "kind": np.array([r.kind for r in records], np.int32),
+        "orientation": np.array([r.orientation for r in records], np.int32),
+        "ratio": np.array([(1, 2, 4, 8).index(r.ratio) for r in records], np.int32),
+        "data": [r.data for r in records],
+    }
+    ds = tf.data.Dataset.from_tensor_slices(columns)
     if repeat:
         ds = ds.repeat()
-    if early_shuffle:  # paths are cheap: shuffle all of them
-        ds = _seeded_shuffle(ds, len(paths), seed, endless=repeat)
-    ds = ds.map(tf_decode, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.filter(lambda ex: tf.equal(ex["_status"], _STATUS_OK))
+    if early_shuffle:  # records are cheap: shuffle all of them
+        ds = _seeded_shuffle(ds, len(records), seed, endless=repeat)
+
+    any_converted = any(r.data for r in records)
+    all_upright = all(r.orientation == 1 for r in records)
+
+    def decode(rec: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        if any_converted:
+            converted = tf.strings.length(rec["data"]) > 0
+            contents = tf.cond(converted, lambda: rec["data"], lambda: tf.io.read_file(rec["path"]))
+        else:
+            contents = tf.io.read_file(rec["path"])
+        kind = _static_or_tensor(columns["kind"], rec["kind"])
+        ratio = _static_or_tensor(columns["ratio"], rec["ratio"])
+        image = _decode_native(contents, kind, ratio)
+        if not all_upright:
+            image = _orient(image, rec["orientation"])
+        grey = _is_greyscale_tf(image)
+        # Every example writes one key ("" unless grey): the report's table ends up with
+        # the grey paths, with no Python in the graph and no control flow around it.
+        recorded = table.insert(tf.where(grey, rec["path"], "")[None], tf.constant([1], tf.int64))
+        with tf.control_dependencies([recorded]):
+            keep = tf.logical_not(grey)
+        return {"image": image, "_keep": keep}
+
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    # A file whose data is corrupt past its header and end marker fails in the decoder:
+    # it is dropped (tf.data logs a warning without the path) instead of ending the epoch.
+    ds = ds.ignore_errors(log_warning=True)
+    ds = ds.filter(lambda ex: ex["_keep"])
     return ds.map(lambda ex: {"image": ex["image"]})
 
 
@@ -721,9 +942,7 @@ def _tfds_records(
     image_feature = features["image"]
     seg_feature = features[segmentation_key] if segmentation_key else None
 
-    def record_grey(name: bytes) -> np.bool_:
-        report.add_grey(name.decode("utf-8", "replace"))
-        return np.bool_(True)
+    grey_table = report.grey_table()
 
     def decode(ex: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         image = _rgb_from_any_tf(image_feature.decode_example(ex["image"]))
@@ -740,13 +959,10 @@ def _tfds_records(
             out["segmentation"] = seg
         grey = _is_greyscale_tf(image)
         name = ex[name_key] if name_key else ex["tfds_id"]
-        # stateful=False for the same reason as in _file_records: checkpointable iterators.
-        recorded = tf.cond(
-            grey,
-            lambda: tf.numpy_function(record_grey, [name], tf.bool, stateful=False),
-            lambda: tf.constant(True),
-        )
-        out["_keep"] = tf.logical_and(tf.logical_not(grey), recorded)
+        # As in _file_records: grey names go into the report's table, in the graph.
+        recorded = grey_table.insert(tf.where(grey, name, "")[None], tf.constant([1], tf.int64))
+        with tf.control_dependencies([recorded]):
+            out["_keep"] = tf.logical_not(grey)
         return out
 
     # The per-class selection must see the examples in TFDS order, whatever
@@ -958,10 +1174,9 @@ def build_dataset(
         ValueError: on bad arguments or a TFDS dataset without the needed features.
 
     Note:
-        Decoding runs Python (Pillow) inside tf.data. Let an unfinished iterator go
-        (``del it``, or keep it local to a function) before the interpreter exits: one
-        still alive in a module global can hang the process at exit while TensorFlow
-        tears it down (tensorflow#21277).
+        Folder, glob, sample and TFDS sources decode in TensorFlow, so an unfinished
+        iterator left alive at interpreter exit does not hang the process. With
+        ``masks=True`` the masks are still drawn in Python (``tf.numpy_function``).
     """
     if image_size < 1 or batch_size < 1:
         raise ValueError(
@@ -1035,6 +1250,9 @@ def build_dataset(
     ds = ds.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = deterministic
+    # The only state outside the iterator is the report's table of grey images (a log,
+    # not input state): iterators stay checkpointable (exact resume) without it.
+    options.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.IGNORE
     return ds.with_options(options)
 
 
