@@ -552,9 +552,11 @@ def test_tfds_segmentation_feature_is_resized_with_the_image():
     assert batch["image"].shape == (2, S, S, 3)
 
 
-def test_tfds_api_calls_and_gorriz_train_split(monkeypatch):
+def test_tfds_api_calls_and_gorriz_train_split():
     calls = []
-    with tfds.testing.mock_data(num_examples=5):
+    # The patches are undone before mock_data exits: undone after it (pytest's own
+    # monkeypatch fixture), they would put mock_data's as_dataset back for later tests.
+    with tfds.testing.mock_data(num_examples=5), pytest.MonkeyPatch.context() as monkeypatch:
         original = tfds.core.DatasetBuilder.as_dataset
 
         def spy(self, *args, **kwargs):
