@@ -169,6 +169,8 @@ class ModelConfig:
             raise ValueError(f"model.image_size must be positive, got {self.image_size}")
         if self.num_scales < 1:
             raise ValueError(f"model.num_scales must be >= 1, got {self.num_scales}")
+        if not 0.0 <= self.leaky_slope < 1.0:
+            raise ValueError(f"model.leaky_slope must be in [0, 1), got {self.leaky_slope}")
         if not self.gen_filters or any(int(f) < 1 for f in self.gen_filters):
             raise ValueError(f"model.gen_filters must be positive widths, got {self.gen_filters}")
         if not self.disc_filters or any(int(f) < 1 for f in self.disc_filters):

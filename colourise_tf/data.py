@@ -293,7 +293,7 @@ def decode_image_file(path: str | os.PathLike, *, min_side: int | None = None) -
         raise ImageDecodeError(path, "empty file (0 bytes)")
     try:
         with Image.open(path) as img:
-            if min_side and img.format == "JPEG":
+            if min_side and img.format in ("JPEG", "MPO"):
                 img.draft(None, (int(min_side), int(min_side)))
             img.load()
             if img.getexif().get(0x0112, 1) != 1:  # Orientation tag
@@ -565,65 +565,140 @@ def list_image_files(source: str) -> list[str]:
 # Formats and modes TensorFlow decodes itself (everything else goes through Pillow once).
 _NATIVE = {
     "JPEG": {"L", "RGB"},  # not CMYK/YCCK: libjpeg-turbo in TF gives no RGB for them
+    "MPO": {"L", "RGB"},  # JPEGs with a multi-picture block (many phone photos): the first image
     "PNG": {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "I;16", "I;16B", "I;16L", "I"},
     "GIF": {"P", "L", "RGB", "RGBA"},
-    "BMP": {"RGB", "RGBA"},
+    "BMP": {"RGB"},
 }
 if hasattr(tf.io, "decode_webp"):
     _NATIVE["WEBP"] = {"RGB", "RGBA"}
-_KIND = {"JPEG": 0, "PNG": 1, "GIF": 2, "BMP": 3, "WEBP": 4, "CONVERTED": 1}  # converted: PNG bytes
-_JPEG_END = b"\xff\xd9"
-_PNG_END = b"IEND\xaeB`\x82"
+_KIND = {"JPEG": 0, "MPO": 0, "PNG": 1, "GIF": 2, "BMP": 3, "WEBP": 4}
+_RATIOS = (1, 2, 4, 8)
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclasses.dataclass(frozen=True)
 class _FileRecord:
     """What the file list says about one image, from its header alone."""
 
-    path: str
+    name: str  # the user's file (reports)
+    path: str  # what the graph reads: the file, or its PNG conversion
     kind: int  # _KIND
     orientation: int  # EXIF orientation tag, 1..8
     ratio: int  # JPEG DCT downscale (1, 2, 4, 8)
-    data: bytes = b""  # converted files: the decoded image as PNG bytes
 
 
 def _jpeg_ratio(width: int, height: int, min_side: int) -> int:
-    """The largest DCT downscale (1/2, 1/4, 1/8) keeping both sides ``>= min_side``
-    (libjpeg rounds scaled sizes up), as Pillow's ``draft`` picks."""
-    for r in (8, 4, 2):
-        if -(-min(width, height) // r) >= min_side:
-            return r
-    return 1
+    """The DCT downscale Pillow's ``draft`` picks for a requested ``min_side`` square:
+    the largest of 8, 4, 2 not above ``min(width // min_side, height // min_side)``."""
+    scale = min(width // max(min_side, 1), height // max(min_side, 1))
+    return next((r for r in (8, 4, 2) if r <= scale), 1)
 
 
-def _trailer_problem(path: str, fmt: str, size: int) -> str | None:
-    """A cheap truncation check: JPEG and PNG files must end with their end marker."""
-    tail = {"JPEG": _JPEG_END, "PNG": _PNG_END}.get(fmt)
-    if tail is None:
-        return None
-    with open(path, "rb") as f:
-        f.seek(max(0, size - 4096))
-        end = f.read()
-    if tail in end:  # some writers add bytes after the marker
-        return None
-    return f"truncated image (no {fmt} end marker)"
+def _jpeg_complete(f, size: int) -> bool:
+    """Whether a JPEG has its end-of-image marker after the start of its (first) scan.
+
+    Walks the marker segments to the first start-of-scan (header only). Entropy-coded
+    data cannot contain ``FF D9`` (0xFF bytes are stuffed), so an end marker after
+    that point is the image's own; one inside an EXIF thumbnail comes before it. The
+    last 64 KiB are searched first; only files whose end marker is not there (bytes
+    appended after the image, such as a phone's motion-photo video, or a truncated
+    file) are read to the end.
+    """
+    pos = 2
+    while pos + 4 <= size:
+        f.seek(pos)
+        marker = f.read(4)
+        if len(marker) < 4 or marker[0] != 0xFF:
+            return False
+        if marker[1] == 0xDA:  # start of scan
+            break
+        if marker[1] == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if marker[1] in (0xD8, 0x01) or 0xD0 <= marker[1] <= 0xD7:
+            pos += 2
+            continue
+        pos += 2 + int.from_bytes(marker[2:4], "big")
+    else:
+        return False
+    start = max(pos, size - 65536)
+    f.seek(start)
+    if b"\xff\xd9" in f.read():
+        return True
+    f.seek(pos)
+    tail = b""
+    while chunk := f.read(1 << 20):  # whole file: only for the rare cases above
+        if b"\xff\xd9" in tail[-1:] + chunk:
+            return True
+        tail = chunk
+    return False
 
 
-def _convert_once(path: str, min_side: int) -> bytes:
-    """Decodes a file TensorFlow cannot (TIFF, CMYK JPEG, ...) with Pillow, once, as
-    PNG bytes of its display-oriented uint8 RGB pixels."""
-    import io
+def _png_chunks(f, size: int) -> tuple[bool, bytes | None]:
+    """``(complete, exif)``: walks a PNG's chunk headers (seeking over their data) to
+    ``IEND``; ``exif`` is the ``eXIf`` chunk's payload wherever it sits."""
+    f.seek(0)
+    if f.read(8) != _PNG_SIGNATURE:
+        return False, None
+    pos, exif = 8, None
+    while pos + 8 <= size:
+        f.seek(pos)
+        header = f.read(8)
+        length, kind = int.from_bytes(header[:4], "big"), header[4:8]
+        if kind == b"eXIf":
+            exif = f.read(length)
+        if kind == b"IEND":
+            return True, exif
+        pos += 12 + length
+    return False, exif
 
-    rgb = decode_image_file(path, min_side=min_side)
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
+
+def _orientation(exif_bytes: bytes | None) -> int:
+    if not exif_bytes:
+        return 1
+    exif = Image.Exif()
+    exif.load(exif_bytes)
+    return int(exif.get(0x0112, 1) or 1)
+
+
+_converted_dir: str | None = None
+
+
+def _conversion_path(path: str, min_side: int) -> str:
+    """Where the PNG conversion of ``path`` goes: a per-process temporary folder, removed
+    at exit (converted pixels stay out of the dataset graph and its checkpoints)."""
+    global _converted_dir
+    if _converted_dir is None:
+        import atexit
+        import shutil
+        import tempfile
+
+        _converted_dir = tempfile.mkdtemp(prefix="colourise_converted_")
+        atexit.register(shutil.rmtree, _converted_dir, True)
+    import hashlib
+
+    stat = os.stat(path)
+    key = f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}|{min_side}".encode("utf-8", "surrogateescape")
+    return os.path.join(_converted_dir, hashlib.sha1(key).hexdigest() + ".png")
+
+
+def _convert_once(path: str, min_side: int) -> str:
+    """Decodes a file TensorFlow cannot (TIFF, CMYK JPEG, 32-bit BMP, GIF with a
+    transparent colour...) with Pillow, once, into a PNG of its display-oriented uint8
+    RGB pixels; returns the PNG's path."""
+    out = _conversion_path(path, min_side)
+    if not os.path.exists(out):
+        rgb = decode_image_file(path, min_side=min_side)
+        Image.fromarray(rgb).save(out + ".tmp", format="PNG", compress_level=1)
+        os.replace(out + ".tmp", out)
+    return out
 
 
 def _probe_file(path: str, min_side: int, report: PipelineReport) -> _FileRecord | None:
-    """Reads one file's header (format, mode, size, EXIF orientation): a record for the
-    graph, or ``None`` (reported) for a file that cannot be used. Only files TensorFlow
-    cannot decode are decoded here (with Pillow, once)."""
+    """Reads one file's header (format, mode, size, EXIF orientation, end marker): a
+    record for the graph, or ``None`` (reported) for a file that cannot be used. Only
+    files TensorFlow cannot decode are decoded here (with Pillow, once)."""
     try:
         size = os.path.getsize(path)
     except OSError as err:
@@ -632,11 +707,28 @@ def _probe_file(path: str, min_side: int, report: PipelineReport) -> _FileRecord
     if size == 0:
         report.add_skipped(path, "empty file (0 bytes)")
         return None
+    native = False
     try:
         with Image.open(path) as img:  # lazy: the header only
             fmt, mode, (width, height) = img.format, img.mode, img.size
-            orientation = int(img.getexif().get(0x0112, 1) or 1)
-        problem = _trailer_problem(path, fmt, size)
+            native = mode in _NATIVE.get(fmt, ())
+            if fmt == "BMP":  # 24-bit only: TF reads a 32-bit BMP's padding byte as alpha
+                native = native and img.tile and img.tile[0][3][0] == "BGR"
+            if fmt == "GIF":  # TF gives transparent pixels black, not white
+                native = native and "transparency" not in img.info
+            problem = None
+            with open(path, "rb") as f:
+                if fmt in ("JPEG", "MPO"):
+                    orientation = _orientation(img.info.get("exif"))
+                    if not _jpeg_complete(f, size):
+                        problem = "truncated image (no end-of-image marker after the scan)"
+                elif fmt == "PNG":
+                    complete, exif = _png_chunks(f, size)
+                    orientation = _orientation(exif or img.info.get("exif"))
+                    if not complete:
+                        problem = "truncated image (no IEND chunk)"
+                else:
+                    orientation = _orientation(img.info.get("exif"))
     except Image.UnidentifiedImageError:
         problem = "not a recognised image format"
     except Exception as err:  # Pillow raises OSError, SyntaxError, struct.error, ...
@@ -644,15 +736,23 @@ def _probe_file(path: str, min_side: int, report: PipelineReport) -> _FileRecord
     if problem:
         report.add_skipped(path, problem)
         return None
-    if mode in _NATIVE.get(fmt, ()) and 1 <= orientation <= 8:
-        ratio = _jpeg_ratio(width, height, min_side) if fmt == "JPEG" else 1
-        return _FileRecord(path, _KIND[fmt], orientation, ratio)
+    if native and 1 <= orientation <= 8:
+        ratio = _jpeg_ratio(width, height, min_side) if _KIND[fmt] == _KIND["JPEG"] else 1
+        return _FileRecord(path, path, _KIND[fmt], orientation, ratio)
     try:
-        data = _convert_once(path, min_side)
+        converted = _convert_once(path, min_side)
     except ImageDecodeError as err:
         report.add_skipped(path, err.reason)
         return None
-    return _FileRecord(path, _KIND["CONVERTED"], 1, 1, data)
+    return _FileRecord(path, converted, _KIND["PNG"], 1, 1)
+
+
+def _probe_files(paths: Sequence[str], min_side: int, report: PipelineReport) -> list[_FileRecord]:
+    """:func:`_probe_file` over a file list, with a progress bar for long lists."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(paths, desc="reading image headers", unit="file", disable=len(paths) < 2000, leave=False)
+    return [r for r in (_probe_file(p, min_side, report) for p in bar) if r is not None]
 
 
 def _orient(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
@@ -724,34 +824,32 @@ def _static_or_tensor(values: np.ndarray, tensor: tf.Tensor):
 
 
 def _file_records(
-    paths: Sequence[str],
+    records: Sequence[_FileRecord],
     *,
     report: PipelineReport,
-    min_side: int,
     early_shuffle: bool,
     repeat: bool,
     seed: int,
 ) -> tf.data.Dataset:
-    """Paths -> decoded colour images, bad and grey files filtered out and reported.
+    """Probed files -> decoded colour images, grey files filtered out and reported.
 
-    The file list is probed once in Python (header, EXIF orientation, a truncation
-    check; files TensorFlow cannot decode are converted by Pillow here, once); the
-    dataset then decodes in TensorFlow only, so no Python runs while it is iterated.
-    Grey images are found in the graph and recorded in ``report``'s table.
+    The file list was probed once in Python (:func:`_probe_files`: header, EXIF
+    orientation, a truncation check; files TensorFlow cannot decode converted by
+    Pillow to PNG); the dataset decodes in TensorFlow only, so no Python runs while it
+    is iterated. Grey images are found in the graph and recorded in ``report``'s table.
 
     With ``repeat`` the records repeat forever *before* the shuffle (see
     :func:`_seeded_shuffle`); the caller must make sure one file is usable.
     """
-    records = [r for r in (_probe_file(p, min_side, report) for p in paths) if r is not None]
     if not records:
         return tf.data.Dataset.from_tensor_slices({"image": tf.zeros([0, 1, 1, 3], tf.uint8)})
     table = report.grey_table()
     columns = {
+        "name": [r.name for r in records],
         "path": [r.path for r in records],
         "kind": np.array([r.kind for r in records], np.int32),
         "orientation": np.array([r.orientation for r in records], np.int32),
-        "ratio": np.array([(1, 2, 4, 8).index(r.ratio) for r in records], np.int32),
-        "data": [r.data for r in records],
+        "ratio": np.array([_RATIOS.index(r.ratio) for r in records], np.int32),
     }
     ds = tf.data.Dataset.from_tensor_slices(columns)
     if repeat:
@@ -759,15 +857,10 @@ def _file_records(
     if early_shuffle:  # records are cheap: shuffle all of them
         ds = _seeded_shuffle(ds, len(records), seed, endless=repeat)
 
-    any_converted = any(r.data for r in records)
     all_upright = all(r.orientation == 1 for r in records)
 
     def decode(rec: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        if any_converted:
-            converted = tf.strings.length(rec["data"]) > 0
-            contents = tf.cond(converted, lambda: rec["data"], lambda: tf.io.read_file(rec["path"]))
-        else:
-            contents = tf.io.read_file(rec["path"])
+        contents = tf.io.read_file(rec["path"])
         kind = _static_or_tensor(columns["kind"], rec["kind"])
         ratio = _static_or_tensor(columns["ratio"], rec["ratio"])
         image = _decode_native(contents, kind, ratio)
@@ -776,14 +869,15 @@ def _file_records(
         grey = _is_greyscale_tf(image)
         # Every example writes one key ("" unless grey): the report's table ends up with
         # the grey paths, with no Python in the graph and no control flow around it.
-        recorded = table.insert(tf.where(grey, rec["path"], "")[None], tf.constant([1], tf.int64))
+        recorded = table.insert(tf.where(grey, rec["name"], "")[None], tf.constant([1], tf.int64))
         with tf.control_dependencies([recorded]):
             keep = tf.logical_not(grey)
         return {"image": image, "_keep": keep}
 
     ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-    # A file whose data is corrupt past its header and end marker fails in the decoder:
-    # it is dropped (tf.data logs a warning without the path) instead of ending the epoch.
+    # A file whose data is corrupt between an intact header and end marker fails in the
+    # decoder: it is dropped (tf.data logs a warning, without the path) instead of ending
+    # the epoch, and is not in the report.
     ds = ds.ignore_errors(log_warning=True)
     ds = ds.filter(lambda ex: ex["_keep"])
     return ds.map(lambda ex: {"image": ex["image"]})
@@ -1196,12 +1290,12 @@ def build_dataset(
         paths = (
             list(sample_image_paths().values()) if source == "samples" else list_image_files(source)
         )
+        probed = _probe_files(paths, max_short, report)  # once per dataset
 
         def records(repeat_records: bool, shuffle: bool = True) -> tf.data.Dataset:
             return _file_records(
-                paths,
+                probed,
                 report=report,
-                min_side=max_short,
                 early_shuffle=early_shuffle and shuffle,
                 repeat=repeat_records,
                 seed=seed,

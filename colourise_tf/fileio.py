@@ -43,7 +43,10 @@ def normalize(path: str | os.PathLike) -> str:
     """``path`` as a string; ``file://`` URIs become the local path they name."""
     path = os.fspath(path)
     if path.startswith("file://"):
-        return path[len("file://"):] or "/"
+        path = path[len("file://"):]
+        if path.startswith("localhost/"):  # file://localhost/x names /x too
+            path = path[len("localhost"):]
+        return path or "/"
     return path
 
 
@@ -61,7 +64,10 @@ def join(path: str | os.PathLike, *parts: str) -> str:
 def parent(path: str | os.PathLike) -> str:
     """The folder that holds ``path``."""
     path = normalize(path).rstrip("/") or "/"
-    return posixpath.dirname(path) if is_remote(path) else os.path.dirname(os.path.abspath(path))
+    if is_remote(path):
+        scheme, _, rest = path.partition("://")
+        return f"{scheme}://{posixpath.dirname(rest)}" if "/" in rest else path  # a bucket is its own parent
+    return os.path.dirname(os.path.abspath(path))
 
 
 def basename(path: str | os.PathLike) -> str:

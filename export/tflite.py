@@ -576,6 +576,10 @@ def _convert_int8_in_subprocess(
         child_source = fileio.normalize(source)
         if fileio.is_remote(child_source):
             child_source = _local_run_copy(run if run is not None else load_run(source), Path(tmp) / "run")
+        elif run is not None and run.checkpoint:
+            # The checkpoint the parent loaded (and the sidecar names), not whatever is
+            # latest by the time the child starts (training may still be writing).
+            child_source = run.checkpoint
         args = [
             sys.executable, "-X", "faulthandler", "-c", _CHILD.format(root=root), child_source, str(model_path),
             str(calibration_steps), calibration_source, "1" if integer_io else "0",

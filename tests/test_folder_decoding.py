@@ -3,6 +3,7 @@ the file list, no Python ops in the graph, and a script that stops reading exits
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +28,7 @@ def _native(path: str, min_side: int = 10**6) -> np.ndarray:
     report = data.PipelineReport()
     rec = data._probe_file(path, min_side, report)
     assert rec is not None, report.skipped
-    contents = tf.constant(rec.data) if rec.data else tf.io.read_file(path)
+    contents = tf.io.read_file(rec.path)
     ratio = tf.constant((1, 2, 4, 8).index(rec.ratio))
     image = data._decode_native(contents, tf.constant(rec.kind), ratio)
     return data._orient(image, tf.constant(rec.orientation)).numpy(), rec
@@ -57,7 +58,68 @@ def test_native_decode_matches_pillow(tmp_path, name):
     # Alpha over white rounds once in each implementation: at most one level apart.
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1, name
     converted = name in ("scan.tif", "cmyk.jpg")
-    assert bool(rec.data) == converted  # only what TensorFlow cannot read goes through Pillow
+    assert (rec.path != path) == converted  # only what TensorFlow cannot read goes through Pillow
+
+
+def _with_trailer(path: Path, extra: bytes) -> str:
+    path.write_bytes(path.read_bytes() + extra)
+    return str(path)
+
+
+def test_files_pillow_reads_are_not_dropped_or_miscoloured(tmp_path):
+    """Cases an end-marker heuristic or a decoder mismatch got wrong: bytes appended
+    after the image (motion photos append a video), a 32-bit BMP whose fourth byte is
+    padding, a 16-bit BMP, a GIF with a transparent colour, a JPEG Pillow calls MPO.
+    Each decodes to Pillow's pixels and none is skipped."""
+    rgb = _noise(24, 30, seed=3)
+    cases = {}
+    Image.fromarray(rgb).save(tmp_path / "motion.jpg", quality=95)
+    cases["motion.jpg"] = _with_trailer(tmp_path / "motion.jpg", b"\x00\x00\x00\x18ftypmp42" + bytes(200_000))
+    Image.fromarray(rgb).save(tmp_path / "tail.png")
+    cases["tail.png"] = _with_trailer(tmp_path / "tail.png", bytes(9000))
+    rgba = np.dstack([rgb, np.zeros(rgb.shape[:2], np.uint8)])
+    Image.fromarray(rgba).save(tmp_path / "padded32.bmp")  # Pillow: RGB, 4th byte padding
+    cases["padded32.bmp"] = str(tmp_path / "padded32.bmp")
+    Image.fromarray(rgb).convert("P").save(tmp_path / "transparent.gif", transparency=0)
+    cases["transparent.gif"] = str(tmp_path / "transparent.gif")
+    for name, path in cases.items():
+        got, rec = _native(path)
+        want = data.decode_image_file(path)
+        assert got.shape == want.shape, name
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1, name
+    assert _native(cases["motion.jpg"])[1].path == cases["motion.jpg"]  # still native
+
+
+def test_truncation_is_found_behind_an_exif_thumbnail(tmp_path):
+    """A truncated JPEG whose EXIF thumbnail (with its own end marker) lies in the last
+    kilobytes is still reported as truncated, by path."""
+    thumb = io.BytesIO()
+    Image.fromarray(_noise(16, 16, seed=1)).save(thumb, format="JPEG")
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    path = tmp_path / "small.jpg"
+    Image.fromarray(_noise(40, 40, seed=2)).save(path, quality=90, exif=exif.tobytes() + thumb.getvalue())
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) - 200])
+    report = data.PipelineReport()
+    assert data._probe_file(str(path), 1, report) is None
+    assert report.skipped and report.skipped[0][1].startswith("truncated image")
+
+
+def test_png_probe_reads_no_pixels(tmp_path, monkeypatch):
+    """Probing a PNG reads its chunk headers (and eXIf), never its pixels."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "p.png"
+    Image.fromarray(_noise(30, 40)).save(path, exif=exif)
+    loads = []
+    real_load = Image.Image.load
+    monkeypatch.setattr(Image.Image, "load", lambda self: loads.append(1) or real_load(self))
+    from PIL import PngImagePlugin
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", lambda self: loads.append(1) or real_load(self))
+    rec = data._probe_file(str(path), 1, data.PipelineReport())
+    assert rec.orientation == 6 and loads == []
 
 
 @pytest.mark.skipif(not features.check("webp") or not hasattr(tf.io, "decode_webp"), reason="no WebP")
@@ -66,7 +128,7 @@ def test_native_webp_matches_pillow(tmp_path):
     Image.fromarray(_noise(13, 17)).save(path, lossless=True)
     got, rec = _native(path)
     np.testing.assert_array_equal(got, data.decode_image_file(path))
-    assert not rec.data
+    assert rec.path == path
 
 
 def test_jpeg_decodes_like_pillow_with_the_same_dct_downscale(tmp_path):
@@ -90,7 +152,7 @@ def test_exif_orientation_from_the_file_list_matches_pillow(tmp_path, orientatio
     with Image.open(path) as img:
         want = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
     got, rec = _native(path)
-    assert rec.orientation == orientation and not rec.data
+    assert rec.orientation == orientation and rec.path == path
     np.testing.assert_array_equal(got, want)
 
 

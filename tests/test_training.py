@@ -476,8 +476,9 @@ def test_multiworker_two_local_processes(tmp_path):
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=json.dumps(tf_config))
+        # precision auto: resolving it must not start TensorFlow before the collectives
         cmd = [sys.executable, "-m", "training.train", "--preset", "tiny", "--workdir", str(tmp_path),
-               "--no-progress", "--strategy", "multiworker", *FAST, "train.steps=2"]
+               "--no-progress", "--strategy", "multiworker", *FAST, "train.steps=2", "train.precision=auto"]
         procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, outs):
@@ -522,11 +523,15 @@ def test_multiworker_preemption_saves_on_every_worker_and_resumes(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["interrupted"] and summary["final_step"] == saved
 
-    procs = _start_workers(tmp_path, _free_ports(2), f"train.steps={saved + 2}")
+    procs = _start_workers(tmp_path, _free_ports(2), f"train.steps={saved + 2}", "optim.gen_lr=0.0005")
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert (summary["start_step"], summary["final_step"]) == (saved, saved + 2)
+    # The new learning rate applies (the handler's own restore must not bring the old one back).
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(tmp_path / "checkpoints")))
+    lr_keys = [k for k in reader.get_variable_to_shape_map() if k.startswith("g_opt/") and "learning_rate" in k]
+    assert lr_keys and reader.get_tensor(lr_keys[0]) == pytest.approx(0.0005)
     assert not list(tmp_path.glob("workertemp_*")) and not list(tmp_path.glob(".scratch_*"))
 
 

@@ -392,10 +392,15 @@ def _run_training(
     workdir = run_dir = fileio.normalize(workdir)
     tc = cfg.train
     strategy_name = strategy if isinstance(strategy, str) else tc.strategy
-    if not isinstance(strategy, tf.distribute.Strategy):
-        configure_cpu_replicas(tc.cpu_replicas)  # before TensorFlow starts
+    if not isinstance(strategy, tf.distribute.Strategy) and strategy_name in ("multiworker", "tpu"):
+        # Multi-worker collectives must be configured before anything starts TensorFlow
+        # (resolving the precision lists devices); the TPU must be connected before its
+        # devices are listed.
+        strategy = make_strategy(strategy_name, cpu_replicas=tc.cpu_replicas)
     threads = configure_threads(tc.intra_op_threads, tc.inter_op_threads, strategy_name, xla=tc.xla)
     log.info("TensorFlow CPU threads: %d intra-op, %d inter-op (0: TensorFlow's default)", *threads)
+    if not isinstance(strategy, tf.distribute.Strategy):
+        configure_cpu_replicas(tc.cpu_replicas)  # after the thread pools, before TensorFlow starts
     policy = set_precision(precision or tc.precision)
     if not isinstance(strategy, tf.distribute.Strategy):
         strategy = make_strategy(strategy or tc.strategy, cpu_replicas=tc.cpu_replicas)
@@ -474,6 +479,8 @@ def _run_training(
     manager = tf.train.CheckpointManager(ckpt, fileio.join(workdir, "checkpoints"), max_to_keep=tc.keep_checkpoints)
 
     preemption = _preemption_handler(strategy, ckpt, run_dir)
+    if preemption is not None and latest:
+        trainer.set_learning_rates_from_config()  # the handler restored the saved ones again
     writer = tf.summary.create_file_writer(fileio.join(workdir, "logs"))
     preview = _build_preview_batch(cfg)
     total = tc.steps

@@ -298,6 +298,8 @@ class GANTrainer:
         if self.precision != "mixed_float16" or self.replicas == 1:
             return grads
         present = [g for g in grads if g is not None]
+        if not present:
+            return grads
         finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(g)) for g in present]))
         bad = tf.distribute.get_replica_context().all_reduce(
             tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32)
