@@ -755,18 +755,28 @@ def _probe_files(paths: Sequence[str], min_side: int, report: PipelineReport) ->
     return [r for r in (_probe_file(p, min_side, report) for p in bar) if r is not None]
 
 
+def _transpose_hw(image: tf.Tensor) -> tf.Tensor:
+    """Swaps height and width of a uint8 ``[H, W, 3]`` image.
+
+    As float32 bit patterns (four bytes a pixel, bit-exact): TensorFlow's oneDNN
+    transpose of 8- and 32-bit integer tensors prints an error-level "oneDNN supports
+    DT_UINT8 only on platforms with AVX-512" line, even on AVX-512 CPUs.
+    """
+    packed = tf.bitcast(tf.pad(image, [[0, 0], [0, 0], [0, 1]]), tf.float32)  # [H, W]
+    return tf.bitcast(tf.transpose(packed), tf.uint8)[..., :3]
+
+
 def _orient(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
     """Applies an EXIF orientation (1..8) as Pillow's ``ImageOps.exif_transpose`` does."""
-    transpose = lambda x: tf.transpose(x, [1, 0, 2])  # noqa: E731
     branches = [
         lambda: image,  # 1
         lambda: tf.reverse(image, [1]),  # 2: mirror left-right
-        lambda: tf.image.rot90(image, 2),  # 3: 180
+        lambda: tf.reverse(image, [0, 1]),  # 3: 180
         lambda: tf.reverse(image, [0]),  # 4: mirror top-bottom
-        lambda: transpose(image),  # 5: transpose
-        lambda: tf.image.rot90(image, 3),  # 6: 90 clockwise
-        lambda: tf.image.rot90(transpose(image), 2),  # 7: transverse
-        lambda: tf.image.rot90(image, 1),  # 8: 90 counter-clockwise
+        lambda: _transpose_hw(image),  # 5: transpose
+        lambda: tf.reverse(_transpose_hw(image), [1]),  # 6: 90 clockwise
+        lambda: tf.reverse(_transpose_hw(image), [0, 1]),  # 7: transverse
+        lambda: tf.reverse(_transpose_hw(image), [0]),  # 8: 90 counter-clockwise
     ]
     return tf.cond(
         tf.equal(orientation, 1), lambda: image, lambda: tf.switch_case(tf.clip_by_value(orientation - 1, 0, 7), branches)

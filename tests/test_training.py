@@ -467,29 +467,8 @@ def _free_ports(n):
     return ports
 
 
-@pytest.mark.large
-def test_multiworker_two_local_processes(tmp_path):
-    """MultiWorkerMirroredStrategy from TF_CONFIG: two workers on 127.0.0.1."""
-    ports = _free_ports(2)
-    workers = [f"127.0.0.1:{p}" for p in ports]
-    procs = []
-    for index in range(2):
-        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=json.dumps(tf_config))
-        # precision auto: resolving it must not start TensorFlow before the collectives
-        cmd = [sys.executable, "-m", "training.train", "--preset", "tiny", "--workdir", str(tmp_path),
-               "--no-progress", "--strategy", "multiworker", *FAST, "train.steps=2", "train.precision=auto"]
-        procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    outs = [p.communicate(timeout=600) for p in procs]
-    for p, (out, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-3000:]
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["final_step"] == 2 and summary["replicas"] == 2
-    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("-2")
-    assert not list(tmp_path.glob(".scratch_*")), "non-chief scratch directory left behind"
-
-
 def _start_workers(tmp_path, ports, *args):
+    """Two ``colourise-train --strategy multiworker`` processes of the tiny preset."""
     workers = [f"127.0.0.1:{p}" for p in ports]
     procs = []
     for index in range(2):
@@ -499,6 +478,20 @@ def _start_workers(tmp_path, ports, *args):
                "--no-progress", "--strategy", "multiworker", *FAST, *args]
         procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return procs
+
+
+@pytest.mark.large
+def test_multiworker_two_local_processes(tmp_path):
+    """MultiWorkerMirroredStrategy from TF_CONFIG: two workers on 127.0.0.1. With precision
+    auto: resolving it must not start TensorFlow before the collectives are configured."""
+    procs = _start_workers(tmp_path, _free_ports(2), "train.steps=2", "train.precision=auto")
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["final_step"] == 2 and summary["replicas"] == 2
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("-2")
+    assert not list(tmp_path.glob(".scratch_*")), "non-chief scratch directory left behind"
 
 
 @pytest.mark.large
