@@ -46,6 +46,8 @@ import math
 import os
 import re
 import sys
+# TensorFlow's C++ start-up chatter is noise for command-line users (set it to 0 to see it).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from collections.abc import Callable, Sequence
 from pathlib import Path
 

@@ -94,6 +94,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+# TensorFlow's C++ start-up chatter is noise for command-line users (set it to 0 to see it).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 import numpy as np
 import tensorflow as tf
 
