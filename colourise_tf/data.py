@@ -157,8 +157,6 @@ _SKIMAGE_FILES = {
 }
 _SKLEARN_FILES = {"china": "china.jpg", "flower": "flower.jpg"}
 
-_STATUS_OK, _STATUS_BAD, _STATUS_GREY = 0, 1, 2
-_EMPTY_IMAGE = np.zeros((0, 0, 3), np.uint8)
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
