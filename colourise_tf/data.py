@@ -342,7 +342,7 @@ def _is_greyscale_tf(image: tf.Tensor, tol: int = 2) -> tf.Tensor:
         spread = tf.cast(tf.reduce_max(x, axis=-1), tf.int16) - tf.cast(tf.reduce_min(x, axis=-1), tf.int16)
         return tf.reduce_max(spread) <= tol
 
-    return tf.logical_and(grey(image[::7, ::7]), tf.cond(grey(image[::7, ::7]), lambda: grey(image), lambda: False))
+    return tf.cond(grey(image[::7, ::7]), lambda: grey(image), lambda: tf.constant(False))
 
 
 # --------------------------------------------------------------------------- report

@@ -350,7 +350,7 @@ class EvaluationResult:
             ax.set_title(f"Channel {channel}")
             ax.grid(True, which="major", alpha=0.3)
             ax.legend(fontsize="small")
-        path = _local_path_or_uri(path)
+        path = fileio.local_path_or_uri(path)
         with atomic_writer(path, "wb") as f:
             fig.savefig(f, dpi=FIGURE_DPI, format="png")
         return path
@@ -367,7 +367,7 @@ class EvaluationResult:
         out = fileio.normalize(out_dir)
         fileio.makedirs(out)
         paths = {
-            key: _local_path_or_uri(fileio.join(out, name))
+            key: fileio.local_path_or_uri(fileio.join(out, name))
             for key, name in (("json", JSON_NAME), ("markdown", MARKDOWN_NAME), ("histograms", HISTOGRAM_NAME))
         }
         atomic_write_text(paths["json"], json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n")
@@ -377,13 +377,6 @@ class EvaluationResult:
 
 
 # ------------------------------------------------------------------------ helpers
-
-
-def _local_path_or_uri(path: str | os.PathLike) -> Path | str:
-    """A local path (``file://`` URIs included) as a :class:`pathlib.Path`, any other
-    URI as its string (``pathlib`` would fold ``gs://b`` into ``gs:/b``)."""
-    path = fileio.normalize(path)
-    return path if fileio.is_remote(path) else Path(path)
 
 
 def _json_float(v: Any) -> Any:

@@ -28,7 +28,7 @@ from typing import IO
 
 __all__ = [
     "atomic_writer", "atomic_write_bytes", "atomic_write_text", "describe_os_error",
-    "is_remote", "normalize", "join", "parent", "basename", "makedirs", "exists", "isdir",
+    "is_remote", "normalize", "local_path_or_uri", "join", "parent", "basename", "makedirs", "exists", "isdir",
     "read_bytes", "read_text", "remove", "rmtree", "listdir",
 ]
 
@@ -53,6 +53,15 @@ def normalize(path: str | os.PathLike) -> str:
 def is_remote(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a URI of a file system other than the local one (``gs://``, ``ram://``...)."""
     return "://" in normalize(path)
+
+
+def local_path_or_uri(path: str | os.PathLike):
+    """A local path (``file://`` URIs included) as a :class:`pathlib.Path`, any other
+    URI as its string (``pathlib`` would fold ``gs://b`` into ``gs:/b``)."""
+    from pathlib import Path
+
+    path = normalize(path)
+    return path if is_remote(path) else Path(path)
 
 
 def join(path: str | os.PathLike, *parts: str) -> str:

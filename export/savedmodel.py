@@ -485,7 +485,7 @@ def save_serving_model(
     Returns:
         ``export_dir`` (a :class:`pathlib.Path` if local, else the URI string).
     """
-    export_dir = _local_path_or_uri(export_dir)
+    export_dir = fileio.local_path_or_uri(export_dir)
     module = ColouriseServingModule(
         generator, cfg, output_format=output_format, max_pixels=max_pixels, jpeg_quality=jpeg_quality,
         png_compression=png_compression,
@@ -505,13 +505,6 @@ def save_serving_model(
         module.metadata_asset = tf.saved_model.Asset(str(meta_path))
         tf.saved_model.save(module, os.fspath(export_dir), signatures=module.signatures())
     return export_dir
-
-
-def _local_path_or_uri(path: str | os.PathLike) -> Path | str:
-    """A local path (``file://`` URIs included) as a :class:`pathlib.Path`, any other
-    URI as its string (``pathlib`` would fold ``gs://b`` into ``gs:/b``)."""
-    path = fileio.normalize(path)
-    return path if fileio.is_remote(path) else Path(path)
 
 
 def existing_versions(base_dir: str | os.PathLike) -> list[int]:
@@ -590,7 +583,7 @@ def export_savedmodel(
     finally:
         if fileio.exists(tmp):
             fileio.rmtree(tmp)
-    return _local_path_or_uri(target)
+    return fileio.local_path_or_uri(target)
 
 
 def _move_tree_remote(src: str, dst: str) -> None:
@@ -651,7 +644,7 @@ def write_models_config(
         "  }\n"
         "}\n"
     )
-    path = _local_path_or_uri(fileio.join(base, "models.config"))
+    path = fileio.local_path_or_uri(fileio.join(base, "models.config"))
     atomic_write_text(path, text)
     return path
 

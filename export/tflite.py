@@ -455,7 +455,7 @@ def export_tflite(
             if variant == "int8":
                 _check_int8(model, summary, log, ran_in_child=in_child, child_error=child_error)
             file = f"{name}_{variant}.tflite"
-            path = _local_path_or_uri(fileio.join(out, file))
+            path = fileio.local_path_or_uri(fileio.join(out, file))
             atomic_write_bytes(path, model)
             paths[variant] = path
             entry: dict[str, Any] = {
@@ -471,13 +471,6 @@ def export_tflite(
             atomic_write_bytes(sidecar_path, (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode("utf-8"))
             _remove_stale(out, stale)
     return paths
-
-
-def _local_path_or_uri(path: str | os.PathLike) -> Path | str:
-    """A local path (``file://`` URIs included) as a :class:`pathlib.Path`, any other
-    URI as its string (``pathlib`` would fold ``gs://b`` into ``gs:/b``)."""
-    path = fileio.normalize(path)
-    return path if fileio.is_remote(path) else Path(path)
 
 
 def _is_file(path: str | os.PathLike) -> bool:
