@@ -58,6 +58,12 @@ FEATURE_BACKBONES = ("vgg16", "resnet50")
 STRATEGIES = ("default", "onedevice", "mirrored", "multiworker", "tpu")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 CPU_KERNEL_MODES = ("auto", "on", "off")
+#: How a multi-replica run feeds its replicas (training/loop.py): per_replica =
+#: strategy.distribute_datasets_from_function (each worker reads its own files, batches
+#: of the per-replica size, prefetched to the devices); host = one global batch per step
+#: on the host, split over the replicas (iterator saved in checkpoints); auto =
+#: per_replica when the global batch divides evenly over the replicas, else host.
+INPUT_DISTRIBUTIONS = ("auto", "per_replica", "host")
 
 # Seed 000 §IV-B: e64:e128:e256:e512:e512:e512:e512 (the decoder mirrors it).
 UNET_256 = (64, 128, 256, 512, 512, 512, 512)
@@ -306,9 +312,16 @@ class TrainConfig:
     # Split the CPU into this many logical devices and train on them as replicas
     # (MirroredStrategy), to rehearse a multi-replica run on a laptop. 0 = no split.
     cpu_replicas: int = 0
+    # Training steps per call of the step function (a tf.range loop inside it): fewer
+    # Python round trips and host syncs (TPUs want tens to hundreds). Loops end at every
+    # log, image and checkpoint step, so results do not depend on it.
+    steps_per_loop: int = 1
+    # INPUT_DISTRIBUTIONS: how replicas get their input.
+    input_distribution: str = "auto"
 
     def __post_init__(self) -> None:
         _check(self.strategy, STRATEGIES, "train.strategy")
+        _check(self.input_distribution, INPUT_DISTRIBUTIONS, "train.input_distribution")
         _check(self.cpu_kernels, CPU_KERNEL_MODES, "train.cpu_kernels")
         if self.cpu_replicas < 0:
             raise ValueError(f"train.cpu_replicas must be >= 0 (0: no split), got {self.cpu_replicas}")
@@ -319,7 +332,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"train.{name} must be >= 0 (0: TensorFlow's default) or none (auto), got {value}")
-        for name in ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "image_every"):
+        for name in ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "image_every", "steps_per_loop"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
 

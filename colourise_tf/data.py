@@ -74,9 +74,14 @@ Choices, and why:
   example instead of re-reading what it already saw. The grey-image record (a hash
   table) is declared external state (``ExternalStatePolicy.IGNORE``) and the masks'
   Python function stateless.
-* **Masks** (seed 003, ``partial-mask`` preset) are drawn in numpy by :func:`make_mask`
-  with a generator seeded from the example's stateless seed: one implementation for
-  tests, tools and the pipeline.
+* **Masks** (``partial-mask`` preset) are drawn by :func:`colourise_tf.masks.random_mask`
+  in TensorFlow from the example's stateless seed.
+* **Window first**: without caching, each example's crop window is drawn from its
+  seed and the image's size (the file header, or ``tf.image.extract_jpeg_shape``)
+  before decoding, and JPEGs decode only that window
+  (``tf.io.decode_and_crop_jpeg``); the grey test then runs on the window.
+* **Distribution**: with an ``input_context`` each input pipeline reads its own
+  files; ``skip_batches`` resumes a pipeline whose iterator was not saved.
 """
 
 from __future__ import annotations
@@ -93,6 +98,9 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageOps
 
+from colourise_tf import masks as masks_lib
+from colourise_tf import shards as shards_lib
+
 __all__ = [
     "SAMPLE_NAMES",
     "IMAGE_EXTENSIONS",
@@ -108,8 +116,6 @@ __all__ = [
     "decode_image_file",
     "is_greyscale",
     "list_image_files",
-    "make_mask",
-    "random_mask",
     "build_dataset",
 ]
 
@@ -131,15 +137,7 @@ SAMPLE_NAMES: tuple[str, ...] = (
 #: File name endings accepted from folders and globs (compared case-insensitively).
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
-#: Synthetic mask families of seed 003 ("partial-mask" preset).
-MASK_KINDS: tuple[str, ...] = (
-    "half_vertical",
-    "half_horizontal",
-    "stripes_h",
-    "stripes_v",
-    "grid",
-    "random_blobs",
-)
+MASK_KINDS = masks_lib.MASK_KINDS  # the mask kinds of the partial-mask preset
 
 #: Training resizes the shorter side to a random size in ``[S, round(S * jitter)]``.
 TRAIN_SCALE_JITTER = 1.15
@@ -422,98 +420,6 @@ class PipelineReport:
         return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- masks
-
-
-def make_mask(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Draws one synthetic binary mask (seed 003: halves, stripes, grids, blobs).
-
-    Ones mark where colour is wanted. Geometry per kind:
-
-    * ``half_vertical``: a vertical split; the left or the right ``size // 2``
-      columns are ones.
-    * ``half_horizontal``: a horizontal split; the top or bottom ``size // 2`` rows.
-    * ``stripes_h`` / ``stripes_v``: alternating bands of ``w`` rows / columns,
-      ``w`` in ``[size/16, size/4]``, random phase; every row (column) is constant.
-    * ``grid``: a checkerboard of ``w x w`` cells (XOR of a row and a column stripe
-      pattern), random phase.
-    * ``random_blobs``: the union of 1-5 random axis-aligned ellipses / rectangles with
-      radii in ``[size/10, size/3]``; never empty.
-
-    Args:
-        kind: one of :data:`MASK_KINDS`.
-        size: side ``S`` of the square mask.
-        rng: numpy generator; the mask is a pure function of its state.
-
-    Returns:
-        float32 ``[S, S, 1]`` of zeros and ones.
-
-    Raises:
-        ValueError: for an unknown kind.
-    """
-    s = int(size)
-    idx = np.arange(s)
-    if kind == "half_vertical":
-        cols = idx < s // 2 if rng.random() < 0.5 else idx >= s - s // 2
-        mask = np.broadcast_to(cols[None, :], (s, s))
-    elif kind == "half_horizontal":
-        rows = idx < s // 2 if rng.random() < 0.5 else idx >= s - s // 2
-        mask = np.broadcast_to(rows[:, None], (s, s))
-    elif kind in ("stripes_h", "stripes_v", "grid"):
-        width = int(rng.integers(max(1, s // 16), max(1, s // 4) + 1))
-        width = max(1, min(width, max(1, s // 2)))  # at least two bands
-
-        def bands() -> np.ndarray:
-            phase = int(rng.integers(0, 2 * width))
-            return ((idx + phase) // width) % 2 == 0
-
-        if kind == "stripes_h":
-            mask = np.broadcast_to(bands()[:, None], (s, s))
-        elif kind == "stripes_v":
-            mask = np.broadcast_to(bands()[None, :], (s, s))
-        else:
-            mask = np.logical_xor(bands()[:, None], bands()[None, :])
-    elif kind == "random_blobs":
-        yy, xx = np.meshgrid(idx + 0.5, idx + 0.5, indexing="ij")
-        mask = np.zeros((s, s), bool)
-        lo, hi = max(1.0, s / 10.0), max(1.0, s / 3.0)
-        for _ in range(int(rng.integers(1, 6))):
-            cy, cx = rng.uniform(0, s, size=2)
-            ry, rx = rng.uniform(lo, hi, size=2)
-            if rng.random() < 0.5:
-                shape = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
-            else:
-                shape = (np.abs(yy - cy) <= ry) & (np.abs(xx - cx) <= rx)
-            mask |= shape
-        if not mask.any():  # centre outside and radii too small: force one pixel block
-            mask[s // 4 : max(s // 4 + 1, 3 * s // 4), s // 4 : max(s // 4 + 1, 3 * s // 4)] = True
-    else:
-        raise ValueError(f"unknown mask kind {kind!r}; expected one of {MASK_KINDS}")
-    return np.ascontiguousarray(mask, dtype=np.float32)[..., None]
-
-
-def random_mask(
-    size: int, rng: np.random.Generator, kinds: Sequence[str] = MASK_KINDS
-) -> tuple[str, np.ndarray]:
-    """Draws a mask of a random kind.
-
-    Args:
-        size: side of the square mask.
-        rng: numpy generator.
-        kinds: kinds to choose from, uniformly.
-
-    Returns:
-        ``(kind, mask)`` with ``mask`` float32 ``[size, size, 1]``.
-    """
-    kind = kinds[int(rng.integers(0, len(kinds)))]
-    return kind, make_mask(kind, size, rng)
-
-
-def _mask_from_seed(seed: np.ndarray, size: np.ndarray) -> np.ndarray:
-    rng = np.random.default_rng([int(v) & 0xFFFFFFFFFFFFFFFF for v in np.ravel(seed)])
-    return random_mask(int(size), rng)[1]
-
-
 # --------------------------------------------------------------------------- files
 
 
@@ -584,6 +490,8 @@ class _FileRecord:
     kind: int  # _KIND
     orientation: int  # EXIF orientation tag, 1..8
     ratio: int  # JPEG DCT downscale (1, 2, 4, 8)
+    height: int  # of the pixels the graph decodes (stored orientation, after the DCT downscale)
+    width: int
 
 
 def _jpeg_ratio(width: int, height: int, min_side: int) -> int:
@@ -681,16 +589,17 @@ def _conversion_path(path: str, min_side: int) -> str:
     return os.path.join(_converted_dir, hashlib.sha1(key).hexdigest() + ".png")
 
 
-def _convert_once(path: str, min_side: int) -> str:
+def _convert_once(path: str, min_side: int) -> tuple[str, tuple[int, int]]:
     """Decodes a file TensorFlow cannot (TIFF, CMYK JPEG, 32-bit BMP, GIF with a
     transparent colour...) with Pillow, once, into a PNG of its display-oriented uint8
-    RGB pixels; returns the PNG's path."""
+    RGB pixels; returns the PNG's path and its ``(width, height)``."""
     out = _conversion_path(path, min_side)
     if not os.path.exists(out):
         rgb = decode_image_file(path, min_side=min_side)
         Image.fromarray(rgb).save(out + ".tmp", format="PNG", compress_level=1)
         os.replace(out + ".tmp", out)
-    return out
+    with Image.open(out) as img:
+        return out, img.size
 
 
 def _probe_file(path: str, min_side: int, report: PipelineReport) -> _FileRecord | None:
@@ -736,13 +645,14 @@ def _probe_file(path: str, min_side: int, report: PipelineReport) -> _FileRecord
         return None
     if native and 1 <= orientation <= 8:
         ratio = _jpeg_ratio(width, height, min_side) if _KIND[fmt] == _KIND["JPEG"] else 1
-        return _FileRecord(path, path, _KIND[fmt], orientation, ratio)
+        # libjpeg's scaled size: ceil(side / ratio).
+        return _FileRecord(path, path, _KIND[fmt], orientation, ratio, -(-height // ratio), -(-width // ratio))
     try:
-        converted = _convert_once(path, min_side)
+        converted, (width, height) = _convert_once(path, min_side)
     except ImageDecodeError as err:
         report.add_skipped(path, err.reason)
         return None
-    return _FileRecord(path, converted, _KIND["PNG"], 1, 1)
+    return _FileRecord(path, converted, _KIND["PNG"], 1, 1, height, width)
 
 
 def _probe_files(paths: Sequence[str], min_side: int, report: PipelineReport) -> list[_FileRecord]:
@@ -828,67 +738,169 @@ def _decode_native(contents: tf.Tensor, kind, ratio) -> tf.Tensor:
 
 def _static_or_tensor(values: np.ndarray, tensor: tf.Tensor):
     """The one value every record shares (a Python int), else the record's tensor."""
-    return int(values[0]) if len(set(values.tolist())) == 1 else tensor
+    return int(values[0]) if len(set(values.tolist())) == 1 else tensor  # empty: the tensor
 
 
-def _file_records(
-    records: Sequence[_FileRecord],
-    *,
-    report: PipelineReport,
-    early_shuffle: bool,
-    repeat: bool,
-    seed: int,
-) -> tf.data.Dataset:
-    """Probed files -> decoded colour images, grey files filtered out and reported.
+def _record_grey(table, grey: tf.Tensor, name: tf.Tensor) -> tf.Tensor:
+    """``not grey``, after writing ``name`` into the report's table when ``grey``.
 
-    The file list was probed once in Python (:func:`_probe_files`: header, EXIF
-    orientation, a truncation check; files TensorFlow cannot decode converted by
-    Pillow to PNG); the dataset decodes in TensorFlow only, so no Python runs while it
-    is iterated. Grey images are found in the graph and recorded in ``report``'s table.
-
-    With ``repeat`` the records repeat forever *before* the shuffle (see
-    :func:`_seeded_shuffle`); the caller must make sure one file is usable.
+    Every example writes one key (``""`` unless grey): the report's table ends up with
+    the grey names, with no Python in the graph and no control flow around it.
     """
-    if not records:
-        return tf.data.Dataset.from_tensor_slices({"image": tf.zeros([0, 1, 1, 3], tf.uint8)})
-    table = report.grey_table()
-    columns = {
-        "name": [r.name for r in records],
-        "path": [r.path for r in records],
-        "kind": np.array([r.kind for r in records], np.int32),
-        "orientation": np.array([r.orientation for r in records], np.int32),
-        "ratio": np.array([_RATIOS.index(r.ratio) for r in records], np.int32),
-    }
-    ds = tf.data.Dataset.from_tensor_slices(columns)
-    if repeat:
-        ds = ds.repeat()
-    if early_shuffle:  # records are cheap: shuffle all of them
-        ds = _seeded_shuffle(ds, len(records), seed, endless=repeat)
+    recorded = table.insert(tf.where(grey, name, "")[None], tf.constant([1], tf.int64))
+    with tf.control_dependencies([recorded]):
+        return tf.logical_not(grey)
 
-    all_upright = all(r.orientation == 1 for r in records)
 
-    def decode(rec: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+class _Source:
+    """One image source, split into cheap records and their decoding.
+
+    ``records`` are small (a path, or encoded bytes) so they repeat and shuffle
+    before decoding. ``decode_full`` gives a whole image (for caching, the per-class
+    selection, segmentation labels and preparing shards); ``decode_crop`` draws the
+    example's window first and decodes only it (JPEG) or decodes and slices it, then
+    resizes (``None`` when the source cannot). Decoded examples carry ``_keep``
+    (False for grey images) unless ``filters`` is False.
+    """
+
+    filters = True
+
+    def records(self, *, repeat: bool, shuffle: bool, seed: int, input_context=None) -> tf.data.Dataset:
+        raise NotImplementedError
+
+    def decode_full(self, rec: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        raise NotImplementedError
+
+    decode_crop = None
+
+    def postprocess(self, ds: tf.data.Dataset) -> tf.data.Dataset:
+        """Applied to the decoded examples of the whole-image path."""
+        return ds
+
+
+def _shard(ds: tf.data.Dataset, input_context, what: str, count: int | None) -> tf.data.Dataset:
+    """Keeps input pipeline ``i``'s share (every ``n``-th element) of a record list."""
+    if input_context is None or input_context.num_input_pipelines == 1:
+        return ds
+    n = input_context.num_input_pipelines
+    if count is not None and count < n:
+        raise ValueError(
+            f"{what} has {count} file(s), fewer than the {n} input pipelines (one per worker) "
+            f"that read it: give each worker at least one"
+        )
+    return ds.shard(n, input_context.input_pipeline_id)
+
+
+class _FileSource(_Source):
+    """Probed files (:func:`_probe_files`) decoded in TensorFlow.
+
+    The file list was probed once in Python (header, EXIF orientation, a truncation
+    check; files TensorFlow cannot decode converted by Pillow to PNG); the dataset
+    decodes in TensorFlow only, so no Python runs while it is iterated. Grey images
+    are found in the graph and recorded in ``report``'s table.
+    """
+
+    def __init__(self, probed: Sequence[_FileRecord], report: PipelineReport, what: str):
+        self.probed = list(probed)
+        self.report = report
+        self.what = what
+        self.columns = {
+            "name": [r.name for r in self.probed],
+            "path": [r.path for r in self.probed],
+            "kind": np.array([r.kind for r in self.probed], np.int32),
+            "orientation": np.array([r.orientation for r in self.probed], np.int32),
+            "ratio": np.array([_RATIOS.index(r.ratio) for r in self.probed], np.int32),
+            "height": np.array([r.height for r in self.probed], np.int32),
+            "width": np.array([r.width for r in self.probed], np.int32),
+        }
+        self.all_upright = all(r.orientation == 1 for r in self.probed)
+
+    def records(self, *, repeat, shuffle, seed, input_context=None):
+        if not self.probed:
+            return tf.data.Dataset.from_tensor_slices({k: v[:0] for k, v in self._tensors().items()})
+        ds = tf.data.Dataset.from_tensor_slices(self._tensors())
+        ds = _shard(ds, input_context, self.what, len(self.probed))
+        if repeat:
+            ds = ds.repeat()
+        if shuffle:  # records are cheap: shuffle all of them
+            ds = _seeded_shuffle(ds, len(self.probed), seed, endless=repeat)
+        return ds
+
+    def _tensors(self) -> dict:
+        c = self.columns
+        return {k: tf.constant(v, tf.string if k in ("name", "path") else tf.int32) for k, v in c.items()}
+
+    def _static(self, rec, key):
+        return _static_or_tensor(self.columns[key], rec[key])
+
+    def decode_full(self, rec):
         contents = tf.io.read_file(rec["path"])
-        kind = _static_or_tensor(columns["kind"], rec["kind"])
-        ratio = _static_or_tensor(columns["ratio"], rec["ratio"])
-        image = _decode_native(contents, kind, ratio)
-        if not all_upright:
+        image = _decode_native(contents, self._static(rec, "kind"), self._static(rec, "ratio"))
+        if not self.all_upright:
             image = _orient(image, rec["orientation"])
-        grey = _is_greyscale_tf(image)
-        # Every example writes one key ("" unless grey): the report's table ends up with
-        # the grey paths, with no Python in the graph and no control flow around it.
-        recorded = table.insert(tf.where(grey, rec["name"], "")[None], tf.constant([1], tf.int64))
-        with tf.control_dependencies([recorded]):
-            keep = tf.logical_not(grey)
+        keep = _record_grey(self.report.grey_table(), _is_greyscale_tf(image), rec["name"])
         return {"image": image, "_keep": keep}
 
-    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-    # A file whose data is corrupt between an intact header and end marker fails in the
-    # decoder: it is dropped (tf.data logs a warning, without the path) instead of ending
-    # the epoch, and is not in the report.
-    ds = ds.ignore_errors(log_warning=True)
-    ds = ds.filter(lambda ex: ex["_keep"])
-    return ds.map(lambda ex: {"image": ex["image"]})
+    def decode_crop(self, index, rec, *, size, training, masks, seed):
+        seeds = _example_seeds(seed, index)
+        height, width = rec["height"], rec["width"]
+        if not self.all_upright:  # display size
+            swap = rec["orientation"] >= 5
+            height, width = tf.where(swap, width, height), tf.where(swap, height, width)
+        top, left, side = _draw_window(seeds, height, width, size, training)
+        if not self.all_upright:
+            top, left = _stored_window(rec["orientation"], top, left, side, height, width)
+        contents = tf.io.read_file(rec["path"])
+        crop = _decode_window(contents, self._static(rec, "kind"), self._static(rec, "ratio"), top, left, side)
+        if not self.all_upright:
+            crop = _orient(crop, rec["orientation"])
+        keep = _record_grey(self.report.grey_table(), _is_greyscale_tf(crop), rec["name"])
+        return dict(_finish(crop, seeds, size, training, masks), _keep=keep)
+
+
+class _ShardSource(_Source):
+    """Prepared shards (:mod:`colourise_tf.shards`): small JPEGs in TFRecord files.
+
+    Grey images were left out when the shards were written, and the records are
+    well-formed, so nothing is dropped after decoding (``filters`` is False): a
+    resumed pipeline skips its records before decoding them. Input pipelines read
+    disjoint files (every ``n``-th).
+    """
+
+    filters = False
+
+    def __init__(self, path: str, *, shuffle_buffer: int):
+        self.info = shards_lib.read_info(path)
+        self.paths = shards_lib.shard_paths(path, self.info)
+        self.what = f"prepared shards {path!r}"
+        self.shuffle_buffer = shuffle_buffer
+
+    def records(self, *, repeat, shuffle, seed, input_context=None):
+        files = _shard(tf.data.Dataset.from_tensor_slices(self.paths), input_context, self.what, len(self.paths))
+        n_files = len(self.paths) if input_context is None else -(-len(self.paths) // input_context.num_input_pipelines)
+        if repeat:
+            files = files.repeat()
+        if shuffle:
+            files = _seeded_shuffle(files, n_files, seed, endless=repeat)
+        ds = files.interleave(
+            tf.data.TFRecordDataset,
+            cycle_length=max(1, min(n_files, 16)),
+            block_length=1,
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        if shuffle:
+            ds = _seeded_shuffle(ds, self.shuffle_buffer, seed, endless=repeat)
+        return ds.map(shards_lib.parse_example, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def decode_full(self, rec):
+        return {"image": tf.io.decode_jpeg(rec["image"], channels=3, dct_method="INTEGER_ACCURATE")}
+
+    def decode_crop(self, index, rec, *, size, training, masks, seed):
+        seeds = _example_seeds(seed, index)
+        top, left, side = _draw_window(seeds, rec["height"], rec["width"], size, training)
+        crop = _decode_window(rec["image"], _KIND["JPEG"], 0, top, left, side)
+        return _finish(crop, seeds, size, training, masks)
 
 
 # --------------------------------------------------------------------------- TFDS
@@ -944,139 +956,153 @@ def _select_first_per_class(
     return ds.map(lambda ex, keep, full_before: ex)
 
 
-def _tfds_records(
-    source: str,
-    *,
-    split: str,
-    training: bool,
-    seed: int,
-    data_dir: str | None,
-    manual_dir: str | None,
-    segmentation_key: str | None,
-    report: PipelineReport,
-    early_shuffle: bool,
-    repeat: bool,
-    shuffle_buffer: int,
-) -> tf.data.Dataset:
-    """TFDS builder -> decoded colour images (``gorriz-test``: the per-class selection).
+class _TfdsSource(_Source):
+    """A TFDS builder's split (``gorriz-test``: the per-class selection).
 
-    With ``repeat`` the records repeat forever before the early shuffle (see
-    :func:`_seeded_shuffle`).
+    Records are the still-encoded examples; file-level sharding over input pipelines
+    uses ``tfds.ReadConfig(input_context=...)``. Image features encoded as JPEG are
+    decoded window-first; others (and segmentation labels) decode whole.
     """
-    import tensorflow_datasets as tfds
 
-    try:
-        builder = tfds.builder(source, data_dir=data_dir)
-    except ValueError as err:  # DatasetNotFoundError, or a name TFDS cannot even parse
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise FileNotFoundError(
-            f"{source!r} is neither an existing folder/file/glob of images nor a "
-            f"registered TFDS dataset ({first_line})"
-        ) from err
-    if not builder.is_prepared():
+    def __init__(
+        self,
+        source: str,
+        *,
+        split: str,
+        training: bool,
+        data_dir: str | None,
+        manual_dir: str | None,
+        segmentation_key: str | None,
+        report: PipelineReport,
+        shuffle_buffer: int,
+    ):
+        import tensorflow_datasets as tfds
+
         try:
-            builder.download_and_prepare(
-                download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
-            )
-        except (AssertionError, tf.errors.NotFoundError) as err:
-            # TFDS reports a missing manual_dir with an AssertionError, a manual_dir
-            # without the expected files with NotFoundError.
-            reason = getattr(err, "message", None) or str(err)
-            raise DatasetUnavailableError(
-                f"TFDS dataset {source!r} is not prepared in {builder.data_dir} and cannot be "
-                f"built: {reason}\nPass --manual-dir (data.manual_dir) with the files it names, "
-                f"or --data-dir (data.data_dir) pointing at an already prepared copy."
+            builder = tfds.builder(source, data_dir=data_dir)
+        except ValueError as err:  # DatasetNotFoundError, or a name TFDS cannot even parse
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise FileNotFoundError(
+                f"{source!r} is neither an existing folder/file/glob of images nor a "
+                f"registered TFDS dataset ({first_line})"
             ) from err
-        except OSError as err:  # includes requests' ConnectionError: no internet
-            raise DatasetUnavailableError(
-                f"TFDS dataset {source!r} is not prepared in {builder.data_dir} and could not be "
-                f"downloaded ({type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''})."
-                f"\nPrepare it where there is internet and pass --data-dir (data.data_dir) "
-                f"pointing at the prepared copy."
-            ) from err
-    features = builder.info.features
-    if "image" not in features:
-        raise ValueError(f"TFDS dataset {source!r} has no 'image' feature: {list(features)}")
+        if not builder.is_prepared():
+            try:
+                builder.download_and_prepare(
+                    download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
+                )
+            except (AssertionError, tf.errors.NotFoundError) as err:
+                # TFDS reports a missing manual_dir with an AssertionError, a manual_dir
+                # without the expected files with NotFoundError.
+                reason = getattr(err, "message", None) or str(err)
+                raise DatasetUnavailableError(
+                    f"TFDS dataset {source!r} is not prepared in {builder.data_dir} and cannot be "
+                    f"built: {reason}\nPass --manual-dir (data.manual_dir) with the files it names, "
+                    f"or --data-dir (data.data_dir) pointing at an already prepared copy."
+                ) from err
+            except OSError as err:  # includes requests' ConnectionError: no internet
+                raise DatasetUnavailableError(
+                    f"TFDS dataset {source!r} is not prepared in {builder.data_dir} and could not be "
+                    f"downloaded ({type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''})."
+                    f"\nPrepare it where there is internet and pass --data-dir (data.data_dir) "
+                    f"pointing at the prepared copy."
+                ) from err
+        features = builder.info.features
+        if "image" not in features:
+            raise ValueError(f"TFDS dataset {source!r} has no 'image' feature: {list(features)}")
 
-    select = split == "gorriz-test"
-    tfds_split = {"gorriz-train": "validation", "gorriz-test": "train"}.get(split, split)
+        select = split == "gorriz-test"
+        tfds_split = {"gorriz-train": "validation", "gorriz-test": "train"}.get(split, split)
 
-    def feature(key: str) -> Any:
-        return features[key] if key in features else None
+        def feature(key: str) -> Any:
+            return features[key] if key in features else None
 
-    if split.startswith("gorriz-") and not isinstance(feature("label"), tfds.features.ClassLabel):
-        raise ValueError(f"split {split!r} needs a ClassLabel 'label' feature in {source!r}")
+        if split.startswith("gorriz-") and not isinstance(feature("label"), tfds.features.ClassLabel):
+            raise ValueError(f"split {split!r} needs a ClassLabel 'label' feature in {source!r}")
 
-    wanted: dict[str, bool] = {"image": True}
-    decoders: dict[str, Any] = {"image": tfds.decode.SkipDecoding()}
-    if select:
-        wanted["label"] = True
-    if segmentation_key is not None:
-        if segmentation_key not in features:
-            raise ValueError(
-                f"segmentation_key {segmentation_key!r} is not a feature of {source!r}: "
-                f"{list(features)}"
-            )
-        wanted[segmentation_key] = True
-        if isinstance(features[segmentation_key], tfds.features.Image):
-            decoders[segmentation_key] = tfds.decode.SkipDecoding()
-    name_key = "file_name" if isinstance(feature("file_name"), tfds.features.Text) else None
-    if name_key:
-        wanted[name_key] = True
-
-    ds = builder.as_dataset(
-        split=tfds_split,
-        shuffle_files=training and not select,
-        # The same file order every epoch: a reshuffle per epoch draws from a seed
-        # generator that tf.data does not restore consistently from a checkpoint.
-        read_config=tfds.ReadConfig(
-            shuffle_seed=seed,
-            shuffle_reshuffle_each_iteration=False,
-            add_tfds_id=name_key is None,
-        ),
-        decoders=tfds.decode.PartialDecoding(wanted, decoders=decoders),
-    )
-    if repeat:
-        ds = ds.repeat()
-    if early_shuffle:  # still encoded: a large buffer is cheap
-        ds = _seeded_shuffle(ds, shuffle_buffer, seed, endless=repeat)
-
-    image_feature = features["image"]
-    seg_feature = features[segmentation_key] if segmentation_key else None
-
-    grey_table = report.grey_table()
-
-    def decode(ex: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        image = _rgb_from_any_tf(image_feature.decode_example(ex["image"]))
-        out = {"image": image}
+        wanted: dict[str, bool] = {"image": True}
+        decoders: dict[str, Any] = {"image": tfds.decode.SkipDecoding()}
         if select:
+            wanted["label"] = True
+        if segmentation_key is not None:
+            if segmentation_key not in features:
+                raise ValueError(
+                    f"segmentation_key {segmentation_key!r} is not a feature of {source!r}: "
+                    f"{list(features)}"
+                )
+            wanted[segmentation_key] = True
+            if isinstance(features[segmentation_key], tfds.features.Image):
+                decoders[segmentation_key] = tfds.decode.SkipDecoding()
+        name_key = "file_name" if isinstance(feature("file_name"), tfds.features.Text) else None
+        if name_key:
+            wanted[name_key] = True
+
+        self.tfds, self.builder, self.source, self.split = tfds, builder, source, split
+        self.training, self.select, self.tfds_split = training, select, tfds_split
+        self.wanted, self.decoders, self.name_key = wanted, decoders, name_key
+        self.segmentation_key, self.report, self.shuffle_buffer = segmentation_key, report, shuffle_buffer
+        self.image_feature = features["image"]
+        self.seg_feature = features[segmentation_key] if segmentation_key else None
+        self.num_classes = int(features["label"].num_classes) if select else 0
+        fmt = getattr(self.image_feature, "encoding_format", None)
+        if fmt == "jpeg" and not segmentation_key and not select:
+            self.decode_crop = self._decode_crop
+
+    def records(self, *, repeat, shuffle, seed, input_context=None):
+        tfds = self.tfds
+        ds = self.builder.as_dataset(
+            split=self.tfds_split,
+            shuffle_files=self.training and not self.select,
+            # The same file order every epoch: a reshuffle per epoch draws from a seed
+            # generator that tf.data does not restore consistently from a checkpoint.
+            read_config=tfds.ReadConfig(
+                shuffle_seed=seed,
+                shuffle_reshuffle_each_iteration=False,
+                add_tfds_id=self.name_key is None,
+                input_context=input_context,
+            ),
+            decoders=tfds.decode.PartialDecoding(self.wanted, decoders=self.decoders),
+        )
+        if repeat:
+            ds = ds.repeat()
+        if shuffle:  # still encoded: a large buffer is cheap
+            ds = _seeded_shuffle(ds, self.shuffle_buffer, seed, endless=repeat)
+        return ds
+
+    def _name(self, ex):
+        return ex[self.name_key] if self.name_key else ex["tfds_id"]
+
+    def decode_full(self, ex):
+        image = _rgb_from_any_tf(self.image_feature.decode_example(ex["image"]))
+        out = {"image": image}
+        if self.select:
             out["label"] = ex["label"]
-        if segmentation_key:
-            seg = ex[segmentation_key]
-            if isinstance(seg_feature, tfds.features.Image):
-                seg = seg_feature.decode_example(seg)
+        if self.segmentation_key:
+            seg = ex[self.segmentation_key]
+            if isinstance(self.seg_feature, self.tfds.features.Image):
+                seg = self.seg_feature.decode_example(seg)
             seg = tf.cast(seg, tf.int32)
             if seg.shape.rank == 3:
                 seg = seg[..., 0]
             out["segmentation"] = seg
-        grey = _is_greyscale_tf(image)
-        name = ex[name_key] if name_key else ex["tfds_id"]
-        # As in _file_records: grey names go into the report's table, in the graph.
-        recorded = grey_table.insert(tf.where(grey, name, "")[None], tf.constant([1], tf.int64))
-        with tf.control_dependencies([recorded]):
-            out["_keep"] = tf.logical_not(grey)
+        out["_keep"] = _record_grey(self.report.grey_table(), _is_greyscale_tf(image), self._name(ex))
         return out
 
-    # The per-class selection must see the examples in TFDS order, whatever
-    # `deterministic` says for the rest of the pipeline.
-    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True if select else None)
-    ds = ds.filter(lambda ex: ex["_keep"])
-    ds = ds.map(lambda ex: {k: v for k, v in ex.items() if k != "_keep"})
-    if select:
-        num_classes = int(features["label"].num_classes)
-        ds = _select_first_per_class(ds, num_classes, GORRIZ_PER_CLASS)
-        ds = ds.map(lambda ex: {k: v for k, v in ex.items() if k != "label"})
-    return ds
+    def _decode_crop(self, index, ex, *, size, training, masks, seed):
+        seeds = _example_seeds(seed, index)
+        contents = ex["image"]
+        shape = tf.image.extract_jpeg_shape(contents)
+        top, left, side = _draw_window(seeds, shape[0], shape[1], size, training)
+        crop = _decode_window(contents, _KIND["JPEG"], 0, top, left, side)
+        keep = _record_grey(self.report.grey_table(), _is_greyscale_tf(crop), self._name(ex))
+        return dict(_finish(crop, seeds, size, training, masks), _keep=keep)
+
+    def postprocess(self, ds: tf.data.Dataset) -> tf.data.Dataset:
+        """The per-class selection of ``gorriz-test`` (decoded examples in TFDS order)."""
+        if not self.select:
+            return ds
+        ds = _select_first_per_class(ds, self.num_classes, GORRIZ_PER_CLASS)
+        return ds.map(lambda ex: {k: v for k, v in ex.items() if k != "label"})
 
 
 # --------------------------------------------------------------------------- geometry
@@ -1103,35 +1129,74 @@ def _resize_square_uint8(image: tf.Tensor, size: int) -> tf.Tensor:
     )
 
 
-def _make_geometry_fn(
-    image_size: int, training: bool, masks: bool, seed: int
-) -> Callable[[tf.Tensor, dict[str, tf.Tensor]], dict[str, tf.Tensor]]:
-    """Per-example crop/resize/flip (+ mask), seeded by ``(seed, example index)``.
+def _example_seeds(seed: int, index: tf.Tensor) -> tf.Tensor:
+    """Four stateless seeds of one example: scale, position, flip, mask."""
+    example_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64)])
+    return tf.random.experimental.stateless_split(example_seed, num=4)
 
-    ``training`` here means the random geometry (``build_dataset``'s ``training and
-    augment``); without it every example gets the evaluation geometry.
 
-    Implemented as crop-then-resize, which is the same geometry as
-    resize-then-crop but never resizes pixels that the crop throws away:
+def _draw_window(seeds: tf.Tensor, height, width, size: int, training: bool):
+    """``(top, left, side)`` of the square an example keeps, in display coordinates.
 
     * training: draw ``short`` uniformly in ``[S, round(1.15 S)]``; the square window
       of side ``round(min(h, w) * S / short)`` (87-100 % of the shorter side) at a
-      uniformly random position is resized to ``S x S``; flip with probability 1/2.
-    * evaluation: the centre square of side ``min(h, w)`` (offset
-      ``(h - side) // 2``, ``(w - side) // 2``) is resized to ``S x S``, i.e. resize
-      the shorter side to ``S`` and centre-crop.
+      uniformly random position.
+    * evaluation: the centre square of side ``min(h, w)`` (offset ``(h - side) // 2``,
+      ``(w - side) // 2``).
+    """
+    height, width = tf.cast(height, tf.int32), tf.cast(width, tf.int32)
+    shorter = tf.minimum(height, width)
+    if not training:
+        return (height - shorter) // 2, (width - shorter) // 2, shorter
+    max_short = max(size, int(round(size * TRAIN_SCALE_JITTER)))
+    short = tf.random.stateless_uniform([], seeds[0], minval=size, maxval=max_short + 1, dtype=tf.int32)
+    side = tf.cast(tf.round(tf.cast(shorter, tf.float32) * size / tf.cast(short, tf.float32)), tf.int32)
+    side = tf.clip_by_value(side, 1, tf.maximum(shorter, 1))
+    offsets = tf.random.stateless_uniform([2], seeds[1], minval=0, maxval=2**30, dtype=tf.int32)
+    return offsets[0] % (height - side + 1), offsets[1] % (width - side + 1), side
+
+
+def _finish(crop: tf.Tensor, seeds: tf.Tensor, size: int, training: bool, masks: bool, seg=None):
+    """The kept square -> the example: resized to ``S x S``, flipped with probability
+    1/2 in training, plus a mask when asked for."""
+    image = _resize_square_uint8(crop, size)
+    image.set_shape([size, size, 3])
+    if seg is not None:
+        seg = tf.cast(tf.image.resize(seg[..., None], [size, size], method="nearest")[..., 0], tf.int32)
+        seg.set_shape([size, size])
+    if training:
+        flip = tf.random.stateless_uniform([], seeds[2]) < 0.5
+        image = tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
+        if seg is not None:
+            seg = tf.cond(flip, lambda: tf.reverse(seg, axis=[1]), lambda: seg)
+    out = {"image": image}
+    if seg is not None:
+        out["segmentation"] = seg
+    if masks:
+        out["mask"] = masks_lib.random_mask(size, seeds[3])[1]
+    return out
+
+
+def _make_geometry_fn(
+    image_size: int, training: bool, masks: bool, seed: int
+) -> Callable[[tf.Tensor, dict[str, tf.Tensor]], dict[str, tf.Tensor]]:
+    """Per-example crop/resize/flip (+ mask) of a decoded image, seeded by ``(seed,
+    example index)`` (used where whole images are decoded first: caching, the
+    per-class selection, segmentation labels; elsewhere :func:`_crop_decoder` draws
+    the same window before decoding).
+
+    ``training`` here means the random geometry (``build_dataset``'s ``training and
+    augment``); without it every example gets the evaluation geometry. Crop-then-resize
+    is the same geometry as resize-then-crop (:func:`_draw_window`) but never resizes
+    pixels that the crop throws away.
     """
     size = int(image_size)
-    max_short = max(size, int(round(size * TRAIN_SCALE_JITTER)))
 
     def apply(index: tf.Tensor, ex: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         image = ex["image"]
         seg = ex.get("segmentation")
-        example_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64)])
-        seeds = tf.random.experimental.stateless_split(example_seed, num=4)
+        seeds = _example_seeds(seed, index)
         shape = tf.shape(image)
-        height, width = shape[0], shape[1]
-        shorter = tf.minimum(height, width)
         if seg is not None:  # align the labels to the image grid first (no-op normally)
             seg_shape = tf.shape(seg)
             seg = tf.cond(
@@ -1141,46 +1206,53 @@ def _make_geometry_fn(
                     tf.image.resize(seg[..., None], shape[:2], method="nearest")[..., 0], tf.int32
                 ),
             )
-        if training:
-            short = tf.random.stateless_uniform(
-                [], seeds[0], minval=size, maxval=max_short + 1, dtype=tf.int32
-            )
-            side = tf.cast(
-                tf.round(tf.cast(shorter, tf.float32) * size / tf.cast(short, tf.float32)), tf.int32
-            )
-            side = tf.clip_by_value(side, 1, shorter)
-            offsets = tf.random.stateless_uniform(
-                [2], seeds[1], minval=0, maxval=2**30, dtype=tf.int32
-            )
-            top = offsets[0] % (height - side + 1)
-            left = offsets[1] % (width - side + 1)
-        else:
-            side = shorter
-            top = (height - side) // 2
-            left = (width - side) // 2
-        image = _resize_square_uint8(image[top : top + side, left : left + side], size)
-        image.set_shape([size, size, 3])
+        top, left, side = _draw_window(seeds, shape[0], shape[1], size, training)
         if seg is not None:
-            seg = tf.image.resize(
-                seg[top : top + side, left : left + side][..., None], [size, size], method="nearest"
-            )
-            seg = tf.cast(seg[..., 0], tf.int32)
-            seg.set_shape([size, size])
-        if training:
-            flip = tf.random.stateless_uniform([], seeds[2]) < 0.5
-            image = tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
-            if seg is not None:
-                seg = tf.cond(flip, lambda: tf.reverse(seg, axis=[1]), lambda: seg)
-        out = {"image": image}
-        if seg is not None:
-            out["segmentation"] = seg
-        if masks:
-            mask = tf.numpy_function(_mask_from_seed, [seeds[3], size], tf.float32, stateful=False)
-            mask.set_shape([size, size, 1])
-            out["mask"] = mask
-        return out
+            seg = seg[top : top + side, left : left + side]
+        return _finish(image[top : top + side, left : left + side], seeds, size, training, masks, seg)
 
     return apply
+
+
+def _stored_window(orientation: tf.Tensor, top, left, side, height, width):
+    """Maps a square window in display coordinates to the stored pixels' coordinates,
+    for an EXIF ``orientation`` (1..8) and the DISPLAY size ``height x width``; the
+    decoded square then gets :func:`_orient`."""
+    candidates = tf.stack([top, left, height - top - side, width - left - side])
+    o = tf.clip_by_value(orientation, 1, 8) - 1
+    stored_top = tf.gather(candidates, tf.gather(tf.constant([0, 0, 2, 2, 1, 3, 3, 1]), o))
+    stored_left = tf.gather(candidates, tf.gather(tf.constant([1, 3, 3, 1, 0, 0, 2, 2]), o))
+    return stored_top, stored_left
+
+
+def _decode_window(contents: tf.Tensor, kind, ratio, top, left, side) -> tf.Tensor:
+    """The ``side x side`` square at ``(top, left)`` of an image, uint8 ``[side, side, 3]``.
+
+    JPEG: only that window is decoded (``tf.io.decode_and_crop_jpeg``; coordinates are
+    those of the DCT-downscaled image, ``ratio`` as in :func:`_decode_native`). Other
+    formats are decoded whole and sliced.
+    """
+    window = tf.stack([top, left, side, side])
+
+    def jpeg(r: int):
+        return lambda: tf.io.decode_and_crop_jpeg(
+            contents, window, channels=3, ratio=r, dct_method="INTEGER_ACCURATE"
+        )
+
+    jpegs = [jpeg(1), jpeg(2), jpeg(4), jpeg(8)]
+
+    def jpeg_any():
+        return jpegs[ratio]() if isinstance(ratio, int) else tf.switch_case(ratio, jpegs)
+
+    def other():
+        return _decode_native(contents, kind, ratio)[top : top + side, left : left + side]
+
+    if isinstance(kind, int):
+        crop = jpeg_any() if kind == _KIND["JPEG"] else other()
+    else:
+        crop = tf.cond(tf.equal(kind, _KIND["JPEG"]), jpeg_any, other)
+    crop.set_shape([None, None, 3])
+    return crop
 
 
 # --------------------------------------------------------------------------- public
@@ -1209,6 +1281,55 @@ def _require_one_image(ds: tf.data.Dataset, source: str, report: PipelineReport)
     )
 
 
+def _kept(ds: tf.data.Dataset, filters: bool) -> tf.data.Dataset:
+    """Drops examples that failed to decode or are grey, and the ``_keep`` flag.
+
+    A file whose data is corrupt between an intact header and end marker fails in the
+    decoder: it is dropped (tf.data logs a warning, without the path) instead of
+    ending the epoch, and is not in the report.
+    """
+    ds = ds.ignore_errors(log_warning=True)
+    if not filters:
+        return ds
+    ds = ds.filter(lambda ex: ex["_keep"])
+    return ds.map(lambda ex: {k: v for k, v in ex.items() if k != "_keep"})
+
+
+def _decoded(src: _Source, records: tf.data.Dataset) -> tf.data.Dataset:
+    """Whole decoded images of ``records`` (in order when the source selects per class)."""
+    deterministic = True if getattr(src, "select", False) else None
+    ds = records.map(src.decode_full, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    return _kept(ds, src.filters)
+
+
+def _make_source(
+    source: str,
+    *,
+    split: str,
+    training: bool,
+    data_dir,
+    manual_dir,
+    segmentation_key,
+    report: PipelineReport,
+    shuffle_buffer: int,
+    min_side: int,
+) -> _Source:
+    """The source ``build_dataset`` reads: samples, prepared shards, files, or TFDS."""
+    if shards_lib.is_prepared(source):
+        if segmentation_key is not None:
+            raise ValueError("segmentation_key needs a TFDS source, not prepared shards")
+        return _ShardSource(source, shuffle_buffer=shuffle_buffer)
+    if source == "samples" or _looks_like_files(source):
+        if segmentation_key is not None:
+            raise ValueError("segmentation_key needs a TFDS source")
+        paths = list(sample_image_paths().values()) if source == "samples" else list_image_files(source)
+        return _FileSource(_probe_files(paths, min_side, report), report, source)  # probed once
+    return _TfdsSource(
+        source, split=split, training=training, data_dir=data_dir, manual_dir=manual_dir,
+        segmentation_key=segmentation_key, report=report, shuffle_buffer=shuffle_buffer,
+    )
+
+
 def build_dataset(
     source: str = "samples",
     *,
@@ -1228,11 +1349,14 @@ def build_dataset(
     repeat: bool | None = None,
     drop_remainder: bool | None = None,
     report: PipelineReport | None = None,
+    input_context: tf.distribute.InputContext | None = None,
+    skip_batches: int = 0,
 ) -> tf.data.Dataset:
     """Builds the batched input pipeline of uint8 RGB images.
 
     Args:
         source: ``"samples"`` (the embedded photos of :data:`SAMPLE_NAMES`), a folder
+            of prepared shards (``colourise-prepare``; any ``tf.io.gfile`` path), a folder
             (searched recursively), a glob or a single image file, or a TFDS name
             with optional config/version (``"imagenet2012"``, ``"voc/2012"``,
             ``"cifar10:3.0.2"``). Existing paths and globs win over TFDS names.
@@ -1241,7 +1365,8 @@ def build_dataset(
             :data:`GORRIZ_PER_CLASS` colour images of each class in TFDS's
             deterministic ``train`` order), the seed-000 protocol. Ignored for files.
         image_size: side ``S`` of the square output.
-        batch_size: examples per batch.
+        batch_size: examples per batch (per input pipeline: under ``tf.distribute``
+            the caller passes ``input_context.get_per_replica_batch_size(...)``).
         training: random scale/crop/flip and seeded shuffling if ``True``; resize +
             centre crop, in order, if ``False``.
         seed: seeds file shuffling, the shuffle buffers, the augmentation and masks.
@@ -1262,6 +1387,13 @@ def build_dataset(
         repeat: repeat forever; default ``training``.
         drop_remainder: drop a last partial batch; default ``training``.
         report: filled with skipped files and greyscale images as the dataset runs.
+        input_context: from ``strategy.distribute_datasets_from_function``: this input
+            pipeline reads its own files only (every ``n``-th file of a folder or of
+            prepared shards; TFDS's ``ReadConfig(input_context=...)``).
+        skip_batches: start this many batches in (a resumed run whose iterator was
+            not saved). Prepared shards skip their records before decoding; other
+            sources decode what they skip, since grey and corrupt images change
+            which records make a batch.
 
     Returns:
         A dataset of dicts: ``"image"`` uint8 ``[B, S, S, 3]``; ``"mask"`` float32
@@ -1276,79 +1408,65 @@ def build_dataset(
         ValueError: on bad arguments or a TFDS dataset without the needed features.
 
     Note:
-        Folder, glob, sample and TFDS sources decode in TensorFlow, so an unfinished
-        iterator left alive at interpreter exit does not hang the process. With
-        ``masks=True`` the masks are still drawn in Python (``tf.numpy_function``).
+        The pipeline is TensorFlow ops only (no Python function in its graph), so an
+        unfinished iterator left alive at interpreter exit does not hang the process,
+        and tf.data service or a TPU host can run it.
     """
     if image_size < 1 or batch_size < 1:
         raise ValueError(
             f"image_size and batch_size must be positive, got {image_size}, {batch_size}"
         )
-    if segmentation_key is not None and (source == "samples" or _looks_like_files(source)):
-        raise ValueError("segmentation_key needs a TFDS source")
+    if skip_batches < 0:
+        raise ValueError(f"skip_batches must be >= 0, got {skip_batches}")
     report = report if report is not None else PipelineReport()
     repeat = training if repeat is None else repeat
     drop_remainder = training if drop_remainder is None else drop_remainder
     jitter = training and augment
     max_short = max(image_size, int(round(image_size * TRAIN_SCALE_JITTER))) if jitter else image_size
-    early_shuffle = training and not cache
-    # Repeat the cheap records (before decoding) when nothing after them must see
-    # whole epochs; caching and the per-class selection need them, so they repeat late.
-    if source == "samples" or _looks_like_files(source):
-        paths = (
-            list(sample_image_paths().values()) if source == "samples" else list_image_files(source)
-        )
-        probed = _probe_files(paths, max_short, report)  # once per dataset
-
-        def records(repeat_records: bool, shuffle: bool = True) -> tf.data.Dataset:
-            return _file_records(
-                probed,
-                report=report,
-                early_shuffle=early_shuffle and shuffle,
-                repeat=repeat_records,
-                seed=seed,
-            )
-
-        early_repeat = repeat and early_shuffle
-        late_shuffle = training and cache
-    else:
-        selected = split == "gorriz-test"
-        tfds_early_shuffle = early_shuffle and not selected
-        early_repeat = repeat and tfds_early_shuffle
-
-        def records(repeat_records: bool, shuffle: bool = True) -> tf.data.Dataset:
-            return _tfds_records(
-                source,
-                split=split,
-                training=training,
-                seed=seed,
-                data_dir=data_dir,
-                manual_dir=manual_dir,
-                segmentation_key=segmentation_key,
-                report=report,
-                early_shuffle=tfds_early_shuffle and shuffle,
-                repeat=repeat_records,
-                shuffle_buffer=shuffle_buffer,
-            )
-
-        late_shuffle = training and (cache or selected)
-
-    if early_repeat:
+    src = _make_source(
+        source, split=split, training=training, data_dir=data_dir, manual_dir=manual_dir,
+        segmentation_key=segmentation_key, report=report, shuffle_buffer=shuffle_buffer,
+        min_side=max_short,
+    )
+    selected = getattr(src, "select", False)
+    window_first = src.decode_crop is not None and not cache
+    # Records are cheap: they repeat and shuffle before decoding, unless something after
+    # decoding must see whole epochs (caching, the per-class selection).
+    early_shuffle = training and not cache and not selected
+    early_repeat = repeat and (early_shuffle or window_first)
+    if early_repeat and src.filters:
         # An endless stream of records filtered down to nothing would never yield:
         # check first that one image survives decoding and the grey filter.
-        _require_one_image(records(False, shuffle=False), source, report)
-    ds = records(early_repeat)
-    if cache:
-        ds = ds.cache()
-    if repeat and not early_repeat:
-        ds = ds.repeat()
-    if late_shuffle:
-        ds = _seeded_shuffle(ds, shuffle_buffer, seed, endless=repeat)
-    ds = ds.enumerate()  # running index -> per-example stateless seeds
-    ds = ds.map(
-        _make_geometry_fn(image_size, jitter, masks, seed), num_parallel_calls=tf.data.AUTOTUNE
-    )
+        records = src.records(repeat=False, shuffle=False, seed=seed, input_context=input_context)
+        _require_one_image(_decoded(src, records), source, report)
+    ds = src.records(repeat=early_repeat, shuffle=early_shuffle, seed=seed, input_context=input_context)
+    skip_records = skip_batches * batch_size if window_first and not src.filters else 0
+    if window_first:
+        ds = ds.enumerate()  # running index -> per-example stateless seeds
+        if skip_records:  # nothing is dropped after decoding: skip before it
+            ds = ds.skip(skip_records)
+
+        def load(index, rec):
+            return src.decode_crop(index, rec, size=image_size, training=jitter, masks=masks, seed=seed)
+
+        ds = _kept(ds.map(load, num_parallel_calls=tf.data.AUTOTUNE), src.filters)
+        if repeat and not early_repeat:
+            ds = ds.repeat()
+    else:
+        ds = src.postprocess(_decoded(src, ds))
+        if cache:
+            ds = ds.cache()
+        if repeat and not early_repeat:
+            ds = ds.repeat()
+        if training and (cache or selected):
+            ds = _seeded_shuffle(ds, shuffle_buffer, seed, endless=repeat)
+        ds = ds.enumerate()
+        ds = ds.map(
+            _make_geometry_fn(image_size, jitter, masks, seed), num_parallel_calls=tf.data.AUTOTUNE
+        )
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if skip_batches and not skip_records:
+        ds = ds.skip(skip_batches)
     ds = ds.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = deterministic

@@ -381,35 +381,6 @@ def test_geometry_keeps_segmentation_aligned():
 # --------------------------------------------------------------------------- masks
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_mask_geometry(seed):
-    rng = _rng(seed)
-    for kind in data.MASK_KINDS:
-        m = data.make_mask(kind, S, rng)
-        assert m.shape == (S, S, 1) and m.dtype == np.float32
-        assert set(np.unique(m)) <= {0.0, 1.0}
-        m = m[..., 0]
-        if kind == "half_vertical":
-            assert m.sum() == S * S / 2 and np.all(m == m[:1])  # columns constant
-            assert m[:, : S // 2].all() != m[:, S // 2 :].any()  # exactly one side on
-        elif kind == "half_horizontal":
-            assert m.sum() == S * S / 2 and np.all(m == m[:, :1])
-            assert m[: S // 2].all() != m[S // 2 :].any()
-        elif kind == "stripes_h":
-            assert np.all(m == m[:, :1]) and 0 < m.sum() < S * S
-            assert np.count_nonzero(np.diff(m[:, 0])) >= 1
-        elif kind == "stripes_v":
-            assert np.all(m == m[:1]) and 0 < m.sum() < S * S
-        elif kind == "grid":
-            xor = np.logical_xor(np.logical_xor(m[:, :1], m[:1, :]), m[0, 0])
-            np.testing.assert_array_equal(m, xor.astype(np.float32))
-            assert not np.all(m == m[:1]) and not np.all(m == m[:, :1])
-        else:
-            assert 0 < m.sum() < S * S
-    with pytest.raises(ValueError, match="unknown mask kind"):
-        data.make_mask("spiral", S, rng)
-
-
 def test_pipeline_masks_cover_several_kinds(colour_folder):
     ds = data.build_dataset(
         colour_folder, image_size=S, batch_size=4, masks=True, training=False, repeat=True

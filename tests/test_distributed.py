@@ -91,6 +91,138 @@ def test_one_two_and_eight_replicas_give_the_same_update(global_batch):
             np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-3 * scale, err_msg=f"{replicas} replicas")
 
 
+def _two_steps_in_one_call(cfg, replicas: int, batches, mode: str):
+    """The same two steps in ONE ``train_loop`` call, fed as the training loop feeds
+    them: global batches sliced on the host (``host``), or per-replica batches from
+    ``distribute_datasets_from_function`` (``per_replica``)."""
+    from training.trainer import GANTrainer
+
+    keras.utils.set_random_seed(3)
+    strategy = _strategy(replicas)
+    trainer = GANTrainer(cfg, strategy)
+    for opt in (trainer.g_opt, trainer.d_opt):
+        opt.epsilon = 10.0
+    variables = trainer.generator.trainable_variables + trainer.discriminator.trainable_variables
+    start = [v.numpy() for v in variables]
+    images = tf.concat([b["image"] for b in batches], axis=0)
+    if mode == "host":
+        iterator = iter(tf.data.Dataset.from_tensor_slices({"image": images}).batch(cfg.data.batch_size))
+    else:
+        def dataset_fn(ctx):
+            per_replica = ctx.get_per_replica_batch_size(cfg.data.batch_size)
+            return tf.data.Dataset.from_tensor_slices({"image": images}).batch(per_replica)
+
+        iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
+    metrics, nonfinite = trainer.train_loop(iterator, 2, host_split=mode == "host")
+    assert int(nonfinite["step"]) == -1 and int(trainer.step.numpy()) == 2
+    return [v.numpy() - w for v, w in zip(variables, start)], {k: float(v) for k, v in metrics.items()}
+
+
+@pytest.mark.parametrize("global_batch", [8, 12])
+def test_input_paths_of_the_training_loop_give_the_same_update(global_batch):
+    """Two steps in one ``train_loop`` call, with host-sliced global batches (any split)
+    and with per-replica input (even splits), equal two single steps on one replica."""
+    cfg = _cfg(f"data.batch_size={global_batch}")
+    rng = np.random.default_rng(1)
+    s = cfg.model.image_size
+    batches = [
+        {"image": tf.constant(rng.integers(0, 256, (global_batch, s, s, 3), dtype=np.uint8))} for _ in range(2)
+    ]
+    w1, m1 = _two_steps(cfg, 1, batches)
+    for replicas, mode in ((8, "host"), (2, "per_replica"), (8, "per_replica")):
+        if mode == "per_replica" and global_batch % replicas:
+            continue
+        w, m = _two_steps_in_one_call(cfg, replicas, batches, mode)
+        for key, value in m1[1].items():
+            assert m[key] == pytest.approx(value, rel=2e-5, abs=1e-6), (replicas, mode, key)
+        for a, b in zip(w1, w):
+            scale = float(np.abs(a).max())
+            np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-3 * scale, err_msg=f"{replicas} replicas, {mode}")
+
+
+def _flat_colour_folder(root: Path, n: int) -> list[tuple[int, int, int]]:
+    """``n`` PNGs of distinct flat colours (identifiable after any crop or resize)."""
+    from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    colours = [(20 + 25 * i, 200 - 20 * i, 60 + (37 * i) % 150) for i in range(n)]
+    for i, c in enumerate(colours):
+        Image.new("RGB", (24 + i, 20), c).save(root / f"{i:02d}.png")
+    return colours
+
+
+def test_eight_replicas_each_get_their_own_share_of_the_global_batch(tmp_path):
+    """Per-replica input (the training loop's dataset function) under 8 logical
+    replicas: each replica gets global/8 images on its own device, and together they
+    are exactly the global batch one replica would read."""
+    from training.loop import _build_train_dataset, input_mode
+    from colourise_tf import data as data_lib
+
+    _flat_colour_folder(tmp_path / "photos", 16)
+    cfg = _cfg("data.batch_size=16", f"data.dataset={tmp_path / 'photos'}")
+    strategy = _strategy(8)
+    assert input_mode(strategy, cfg) == "per_replica"
+    report = data_lib.PipelineReport()
+    dist = strategy.distribute_datasets_from_function(
+        lambda ctx: _build_train_dataset(cfg, report, ctx),
+        tf.distribute.InputOptions(experimental_fetch_to_device=True),
+    )
+    plain = iter(_build_train_dataset(cfg, report))
+    it = iter(dist)
+    for _ in range(2):
+        values = strategy.experimental_local_results(next(it)["image"])
+        assert len(values) == 8
+        for value, device in zip(values, strategy.extended.worker_devices):
+            assert value.shape[0] == 2
+            assert value.device == tf.DeviceSpec.from_string(device).to_string()
+        np.testing.assert_array_equal(np.concatenate([v.numpy() for v in values]), next(plain)["image"].numpy())
+
+
+def test_uneven_global_batch_needs_host_input_and_per_replica_refuses_it():
+    from training.loop import input_mode
+
+    strategy = _strategy(8)
+    assert input_mode(strategy, _cfg("data.batch_size=12")) == "host"
+    assert input_mode(strategy, _cfg("data.batch_size=16", "train.input_distribution=host")) == "host"
+    with pytest.raises(ValueError, match="multiple of the 8 replicas"):
+        input_mode(strategy, _cfg("data.batch_size=12", "train.input_distribution=per_replica"))
+    assert input_mode(tf.distribute.get_strategy(), _cfg("data.batch_size=3")) == "plain"
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_steps_per_loop_does_not_change_the_result(tmp_path, monkeypatch, replicas):
+    """8 steps, one per call and four per call, end with the same weights; metrics
+    leave the device only at the log steps."""
+    from training.loop import run_training
+    from training.trainer import GANTrainer
+
+    calls = []
+    original = GANTrainer.train_loop
+
+    def counting(self, iterator, num_steps, **kwargs):
+        calls.append(num_steps)
+        return original(self, iterator, num_steps, **kwargs)
+
+    monkeypatch.setattr(GANTrainer, "train_loop", counting)
+    weights = {}
+    for spl in (1, 4):
+        calls.clear()
+        cfg = _cfg(
+            "train.steps=8", "data.batch_size=4", f"train.steps_per_loop={spl}", "train.log_every=8",
+            "train.image_every=8", "train.checkpoint_every=8", "train.deterministic_ops=true",
+        )
+        result = run_training(cfg, tmp_path / f"spl{spl}", strategy=_strategy(replicas), progress=False)
+        assert result.final_step == 8 and calls == [spl] * (8 // spl)
+        reader = tf.train.load_checkpoint(str(tmp_path / f"spl{spl}" / "checkpoints" / "ckpt-8"))
+        weights[spl] = {
+            k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+            if k.startswith("generator/") and "OPTIMIZER_SLOT" not in k
+        }
+    assert weights[1] and set(weights[1]) == set(weights[4])
+    for k in weights[1]:
+        np.testing.assert_allclose(weights[4][k], weights[1][k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
 def test_fewer_images_than_replicas_stops_before_writing(tmp_path):
     from training.loop import run_training
 

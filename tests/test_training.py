@@ -333,23 +333,32 @@ def test_host_fed_split_equals_distribute_dataset_split(batch):
 
 
 @pytest.mark.skipif(not _two_cpus(), reason="needs two logical CPUs (conftest)")
-def test_mirrored_resume_restores_the_input_iterator(tmp_path, caplog):
-    """Two replicas: 4 steps straight == 2 steps then 2 more, the input resumed from the
-    iterator saved in the checkpoint (not by re-reading the batches already seen)."""
+@pytest.mark.parametrize("input_distribution", ["host", "per_replica"])
+def test_mirrored_resume_continues_the_input_exactly(tmp_path, caplog, input_distribution):
+    """Two replicas: 4 steps straight == 2 steps then 2 more. Host-split input resumes
+    from the iterator saved in the checkpoint; per-replica input (whose distributed
+    iterator cannot be saved) by skipping the batches its pipeline had read."""
     from training.loop import run_training
     from training.runtime import make_strategy
 
     strategy = make_strategy("mirrored", cpu_replicas=2)
     assert strategy.num_replicas_in_sync == 2
-    cfg = lambda steps: tiny(f"train.steps={steps}", "data.batch_size=4", "train.deterministic_ops=true")  # noqa: E731
+    cfg = lambda steps: tiny(  # noqa: E731
+        f"train.steps={steps}", "data.batch_size=4", "train.deterministic_ops=true",
+        f"train.input_distribution={input_distribution}",
+    )
     run_training(cfg(4), tmp_path / "straight", strategy=strategy, progress=False)
     run_training(cfg(2), tmp_path / "resumed", strategy=strategy, progress=False)
     with caplog.at_level("INFO", logger="colourise_tf.training"):
         result = run_training(cfg(4), tmp_path / "resumed", strategy=strategy, progress=False)
     assert result.start_step == 2 and result.final_step == 4
-    assert "input resumes from the iterator saved in the checkpoint" in caplog.text
     reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(tmp_path / "resumed" / "checkpoints")))
-    assert any(k.startswith("iterator/") for k in reader.get_variable_to_shape_map())
+    saved = any(k.startswith("iterator/") for k in reader.get_variable_to_shape_map())
+    if input_distribution == "host":
+        assert "input resumes from the iterator saved in the checkpoint" in caplog.text and saved
+    else:
+        assert "input resumes by skipping the first 2 steps' batches" in caplog.text and not saved
+        assert "input: per replica" in caplog.text
     a, b = _generator_weights(tmp_path / "straight"), _generator_weights(tmp_path / "resumed")
     assert set(a) == set(b) and a
     for k in a:

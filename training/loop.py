@@ -205,6 +205,33 @@ def check_resume_compatible(run_dir: str, cfg: ExperimentConfig, latest: str) ->
         )
 
 
+def _steps_this_call(step: int, end_step: int, tc, trainer: GANTrainer) -> int:
+    """Steps of the next ``train_loop`` call: up to ``train.steps_per_loop``, ending at the
+    next log, image or checkpoint step, the end, or the end of segmentation pre-training."""
+    n = min(tc.steps_per_loop, end_step - step)
+    for every in (tc.log_every, tc.image_every, tc.checkpoint_every):
+        n = min(n, every - step % every)
+    if trainer.seg_pretrain_steps and step < trainer.seg_pretrain_steps:
+        n = min(n, trainer.seg_pretrain_steps - step)
+    return max(n, 1)
+
+
+def _raise_if_nonfinite(pending: list, workdir: str) -> None:
+    """Raises :class:`NonFiniteLossError` for the first call in ``pending`` whose steps
+    had a NaN/Inf metric (nothing has been saved after it)."""
+    for bad in pending:
+        bad_step = int(bad["step"])
+        if bad_step < 0:
+            continue
+        values = {k: float(v) for k, v in bad.items() if k != "step"}
+        names = [k for k, v in values.items() if not np.isfinite(v)]
+        raise NonFiniteLossError(
+            f"non-finite {', '.join(names)} at step {bad_step} (values "
+            f"{', '.join(f'{k}={values[k]}' for k in names)}); the last good "
+            f"checkpoint in {fileio.join(workdir, 'checkpoints')} was left untouched"
+        )
+
+
 def _save_if_finite(manager: tf.train.CheckpointManager, trainer: GANTrainer, step: int) -> None:
     """Saves a checkpoint, unless a weight became NaN/Inf (the last one then stays the last good one)."""
     if not trainer.all_weights_finite():
@@ -214,11 +241,6 @@ def _save_if_finite(manager: tf.train.CheckpointManager, trainer: GANTrainer, st
             f"{manager.directory} was left untouched"
         )
     manager.save(checkpoint_number=step)
-
-
-def _single_worker(strategy: tf.distribute.Strategy) -> bool:
-    """OneDevice and (single-host) Mirrored: strategies whose replicas share one host."""
-    return isinstance(strategy, (tf.distribute.OneDeviceStrategy, tf.distribute.MirroredStrategy))
 
 
 def _split_over_replicas(strategy: tf.distribute.Strategy, batch):
@@ -258,7 +280,47 @@ def _has_iterator(checkpoint: str) -> bool:
     return any(name.startswith("iterator/") for name in names)
 
 
-def _build_train_dataset(cfg: ExperimentConfig, report) -> tf.data.Dataset:
+def input_mode(strategy: tf.distribute.Strategy, cfg: ExperimentConfig) -> str:
+    """How ``strategy``'s replicas get their input (``train.input_distribution``).
+
+    * ``plain``: one replica under the default strategy: the tf.data iterator itself.
+    * ``per_replica``: ``strategy.distribute_datasets_from_function``: each worker
+      builds its own pipeline over its own files, batched at the per-replica size
+      and prefetched to the devices. Needs a global batch that divides evenly.
+    * ``host``: single-host strategies: one global batch per step from a tf.data
+      iterator on the host, sliced per replica on the host (so each device gets only
+      its slice), any split (the first replicas take one image more).
+
+    ``auto`` picks ``per_replica`` when the batch divides evenly, else ``host`` (and
+    ``plain`` for the default strategy).
+    """
+    wanted = cfg.train.input_distribution
+    replicas = strategy.num_replicas_in_sync
+    if type(strategy).__name__ == "_DefaultDistributionStrategy":  # what get_strategy() gives outside any scope
+        return "plain"
+    single_host = isinstance(strategy, (tf.distribute.OneDeviceStrategy, tf.distribute.MirroredStrategy))
+    even = cfg.data.batch_size % replicas == 0
+    if wanted == "host" or (wanted == "auto" and not even):
+        if not single_host:
+            raise ValueError(
+                f"data.batch_size={cfg.data.batch_size} over {replicas} replicas on several workers or a TPU "
+                f"needs per-replica input, so the global batch must be a multiple of {replicas}"
+                + ("" if wanted == "auto" else "; train.input_distribution=host is for one host")
+            )
+        return "host"
+    if not even:
+        raise ValueError(
+            f"train.input_distribution=per_replica needs data.batch_size ({cfg.data.batch_size}) to be a "
+            f"multiple of the {replicas} replicas (or use auto/host)"
+        )
+    return "per_replica"
+
+
+def _build_train_dataset(
+    cfg: ExperimentConfig, report, input_context: tf.distribute.InputContext | None = None, skip_batches: int = 0
+) -> tf.data.Dataset:
+    """The training pipeline: the global batch, or with ``input_context`` this input
+    pipeline's per-replica batches over its own files."""
     d = cfg.data
     if cfg.model.n_classes and d.segmentation_key is None:
         raise ValueError(
@@ -271,7 +333,7 @@ def _build_train_dataset(cfg: ExperimentConfig, report) -> tf.data.Dataset:
         d.dataset,
         split=d.split,
         image_size=cfg.model.image_size,
-        batch_size=d.batch_size,
+        batch_size=input_context.get_per_replica_batch_size(d.batch_size) if input_context else d.batch_size,
         training=True,
         seed=d.seed,
         deterministic=d.deterministic,
@@ -283,6 +345,8 @@ def _build_train_dataset(cfg: ExperimentConfig, report) -> tf.data.Dataset:
         segmentation_key=d.segmentation_key,
         augment=d.augment,
         report=report,
+        input_context=input_context,
+        skip_batches=skip_batches,
     )
 
 
@@ -423,11 +487,7 @@ def _run_training(
 
     trainer = GANTrainer(cfg, strategy, precision=policy, feature_model=feature_model)
     report = data_lib.PipelineReport()
-    dataset = _build_train_dataset(cfg, report)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    dataset = dataset.with_options(options)
-
+    mode = input_mode(strategy, cfg)
     ckpt_objects = trainer.checkpoint_objects()
     # Non-chief workers restore from the chief's checkpoints and save to scratch.
     start_step = 0
@@ -441,28 +501,41 @@ def _run_training(
     fileio.makedirs(workdir)
     save_config(cfg, fileio.join(workdir, "config.json"))
 
-    # The default strategy hands the tf.data dataset back, whose iterator can be saved.
-    # tf.distribute's own iterators are not Trackable (tensorflow#56372): single-worker
-    # strategies (OneDevice, Mirrored) therefore read the global batch from a plain,
-    # saveable iterator on the host and split it over the replicas themselves
-    # (:func:`_split_over_replicas`); multi-worker and TPU runs resume by skipping.
-    plain = isinstance(strategy.experimental_distribute_dataset(dataset), tf.data.Dataset)
-    host_fed = not plain and _single_worker(strategy)
-    iterator_saved = (plain or host_fed) and _iterator_is_checkpointable(dataset)
-    restore_iterator = iterator_saved and latest is not None and _has_iterator(latest)
-    if start_step and not restore_iterator:
-        # Deterministic pipeline: skipping the batches already seen reaches the same position.
-        dataset = dataset.skip(start_step)
-    if host_fed:
-        iterator = iter(dataset)
+    # How the replicas get their input (see :func:`input_mode`). Plain and host-split
+    # iterators are tf.data iterators, saved in checkpoints (exact resume); the
+    # distributed iterators of per-replica input are not Trackable (tensorflow#56372),
+    # so a resumed run rebuilds its pipelines and skips what they had already read
+    # (same seeded order; prepared shards skip their records before decoding).
+    if mode == "per_replica":
+        contexts = []
 
-        def next_batch():
-            return _split_over_replicas(strategy, next(iterator))
+        def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+            contexts.append(ctx)
+            # This pipeline feeds num_replicas / num_pipelines replicas, one batch each per step.
+            skip = start_step * ctx.num_replicas_in_sync // ctx.num_input_pipelines
+            return _build_train_dataset(cfg, report, ctx, skip_batches=skip)
+
+        iterator = iter(
+            strategy.distribute_datasets_from_function(
+                dataset_fn, tf.distribute.InputOptions(experimental_fetch_to_device=True)
+            )
+        )
+        iterator_saved = restore_iterator = False
+        log.info(
+            "input: per replica (pipeline %d of %d on this worker), batches of %d per replica",
+            contexts[0].input_pipeline_id + 1, contexts[0].num_input_pipelines,
+            cfg.data.batch_size // strategy.num_replicas_in_sync,
+        )
     else:
-        iterator = iter(strategy.experimental_distribute_dataset(dataset))
-
-        def next_batch():
-            return next(iterator)
+        saved_iterator = latest is not None and _has_iterator(latest)
+        dataset = _build_train_dataset(cfg, report, skip_batches=0 if saved_iterator else start_step)
+        iterator_saved = _iterator_is_checkpointable(dataset)
+        restore_iterator = iterator_saved and saved_iterator
+        if saved_iterator and not restore_iterator:
+            dataset = _build_train_dataset(cfg, report, skip_batches=start_step)
+        iterator = iter(dataset)
+        if mode == "host":
+            log.info("input: global batches of %d split over %d replicas on the host", cfg.data.batch_size, strategy.num_replicas_in_sync)
     if iterator_saved:
         ckpt_objects = dict(ckpt_objects, iterator=iterator)
     ckpt = tf.train.Checkpoint(**ckpt_objects)
@@ -474,7 +547,7 @@ def _run_training(
         log.info(
             "input resumes %s",
             "from the iterator saved in the checkpoint" if restore_iterator
-            else f"by skipping the first {start_step} batches (same seeded order)",
+            else f"by skipping the first {start_step} steps' batches (same seeded order)",
         )
     manager = tf.train.CheckpointManager(ckpt, fileio.join(workdir, "checkpoints"), max_to_keep=tc.keep_checkpoints)
 
@@ -493,35 +566,39 @@ def _run_training(
     step = start_step
     grid, grid_step = None, None
     metrics_np: dict = {}
+    pending: list = []  # non-finite reports of the calls since the last check
     try:
         with _StopFlag(signals=(signal.SIGINT,) if preemption else (signal.SIGTERM, signal.SIGINT)) as stop:
+            first_call = True
             while step < end_step:
-                batch = next_batch()
-                metrics = trainer.train_step(batch)
-                step += 1
-                metrics_np = {k: float(v) for k, v in metrics.items()}
-                bad = [k for k, v in metrics_np.items() if not np.isfinite(v)]
-                if bad:
-                    raise NonFiniteLossError(
-                        f"non-finite {', '.join(bad)} at step {step} (values "
-                        f"{', '.join(f'{k}={metrics_np[k]}' for k in bad)}); the last good "
-                        f"checkpoint in {fileio.join(workdir, 'checkpoints')} was left untouched"
-                    )
-                n_window += 1
-                bar.update(1)
+                n = _steps_this_call(step, end_step, tc, trainer)
+                metrics, nonfinite = trainer.train_loop(iterator, n, host_split=mode == "host")
+                step += n
+                pending.append(nonfinite)
+                n_window += n
+                bar.update(n)
                 if preemption is not None:
                     try:
                         preemption.save_checkpoint_if_preempted(checkpoint_number=step)
                     except _Preempted:
+                        _raise_if_nonfinite(pending, workdir)
                         result.interrupted = True
                         log.warning("pre-empted: every worker saved a checkpoint at step %d", step)
                         break
-                if step == start_step + 1:
-                    # The first step of a process traces (and compiles) the step function:
+                if first_call:
+                    # The first call of a process traces (and compiles) the step function:
                     # its rate only stands in until a window of ordinary steps is measured.
-                    ips = images_per_step / max(time.perf_counter() - t_window, 1e-9)
+                    ips = n * images_per_step / max(time.perf_counter() - t_window, 1e-9)
                     t_window, n_window = time.perf_counter(), 0
-                if step % tc.log_every == 0 or step == end_step:
+                    first_call = False
+                log_now = step % tc.log_every == 0 or step == end_step
+                save_now = step % tc.checkpoint_every == 0 or step == end_step
+                if log_now or save_now or stop.signum is not None or step % tc.image_every == 0:
+                    # Metrics leave the device here only (reading them waits for the steps).
+                    _raise_if_nonfinite(pending, workdir)
+                    pending.clear()
+                if log_now:
+                    metrics_np = {k: float(v) for k, v in metrics.items()}
                     if n_window:
                         ips = n_window * images_per_step / max(time.perf_counter() - t_window, 1e-9)
                     t_window, n_window = time.perf_counter(), 0
@@ -533,7 +610,9 @@ def _run_training(
                     )
                 if step % tc.image_every == 0:
                     grid, grid_step = _write_images(writer, trainer, preview, step), step
-                if step % tc.checkpoint_every == 0 or step == end_step or stop.signum is not None:
+                if save_now or stop.signum is not None:  # read here: a signal may come at any time
+                    _raise_if_nonfinite(pending, workdir)
+                    pending.clear()
                     _save_if_finite(manager, trainer, step)
                 if stop.signum is not None:
                     result.interrupted = True

@@ -93,6 +93,8 @@ class GANTrainer:
             if lc.feature_weight > 0:
                 self.feature_loss = feature_model or _feature_loss(lc)
         self._train_fns: dict[int, Any] = {}
+        self._loop_fns: dict[tuple, Any] = {}
+        self._replica_fns: dict[int, Any] = {}
         self.seg_pretrain_steps = int(getattr(cfg.train, "seg_pretrain_steps", 0))
         if m.generator != "unet-seg-separate":
             self.seg_pretrain_steps = 0
@@ -200,6 +202,7 @@ class GANTrainer:
         return [v for v in variables if id(v) not in skip]
 
     def _replica_step(self, batch, step, stage: int = 2):
+        """One step on this replica's batch; returns its metrics weighted by its batch share."""
         cfg, lc = self.cfg, self.cfg.loss
         grey, chroma = colour.rgb_to_model(batch["image"], cfg.model.colour_space)
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
@@ -310,6 +313,49 @@ class GANTrainer:
     def _disc_takes_mask(self) -> bool:
         return bool(self.cfg.model.mask_channel)
 
+    def _replica_fn(self, stage: int):
+        """The per-replica step, compiled with XLA when ``jit_compile`` (only the step:
+        reading the input stays outside the compiled computation, as on TPUs)."""
+        if stage not in self._replica_fns:
+            fn = functools.partial(self._replica_step, stage=stage)
+            if self.jit_compile:
+                fn = tf.function(fn, jit_compile=True)
+            self._replica_fns[stage] = fn
+        return self._replica_fns[stage]
+
+    def _one_step(self, dist_batch, stage: int, host_split: bool = False) -> dict[str, tf.Tensor]:
+        """One distributed step (in a ``tf.function``): metrics summed over replicas."""
+        step = self.step.read_value()
+        fn = self._replica_fn(stage)
+        if host_split:
+            fn = functools.partial(self._host_slice_step, fn)
+        # Read while tracing: the CPU-only kernels are in this graph or not.
+        with cpu_kernels(self.cfg.train.cpu_kernels):
+            per_replica = self.strategy.run(fn, args=(dist_batch, step))
+        self.step.assign_add(1)
+        return {
+            k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+            for k, v in per_replica.items()
+        }
+
+    def _host_slice_step(self, fn, global_batch, step):
+        """Runs ``fn`` on this replica's slice of a global batch held on the host: the
+        slice is cut on the host, so only it is copied to the replica's device.
+        Consecutive slices; the first ``B % n`` replicas take one image more."""
+        n = self.replicas
+        i = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int32)
+        with tf.device(self._host_device):
+            size = tf.shape(tf.nest.flatten(global_batch)[0])[0]
+            q, r = size // n, size % n
+            start = i * q + tf.minimum(i, r)
+            count = q + tf.cast(i < r, tf.int32)
+            piece = tf.nest.map_structure(lambda t: t[start : start + count], global_batch)
+        return fn(piece, step)
+
+    @property
+    def _host_device(self) -> str:
+        return self.strategy.extended.host_device if hasattr(self.strategy.extended, "host_device") else "/cpu:0"
+
     def train_step(self, dist_batch) -> dict[str, tf.Tensor]:
         """Runs one distributed step on a batch from a distributed dataset.
 
@@ -317,21 +363,51 @@ class GANTrainer:
         """
         stage = self.stage()
         if stage not in self._train_fns:
-
-            @tf.function(jit_compile=self.jit_compile or None)
-            def _fn(b):
-                step = self.step.read_value()
-                # Read while tracing: the CPU-only kernels are in this graph or not.
-                with cpu_kernels(self.cfg.train.cpu_kernels):
-                    per_replica = self.strategy.run(self._replica_step, args=(b, step, stage))
-                self.step.assign_add(1)
-                return {
-                    k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
-                    for k, v in per_replica.items()
-                }
-
-            self._train_fns[stage] = _fn
+            self._train_fns[stage] = tf.function(functools.partial(self._one_step, stage=stage))
         return self._train_fns[stage](dist_batch)
+
+    def train_loop(self, iterator, num_steps: int, *, host_split: bool = False):
+        """Runs ``num_steps`` steps in one ``tf.function`` call, reading each step's batch
+        from ``iterator`` inside it (a ``tf.range`` loop, as Orbit's loops).
+
+        Args:
+            iterator: a tf.data iterator of global batches (``host_split``: split over
+                the replicas on the host) or a distributed iterator of per-replica batches.
+            num_steps: steps in this call (a tensor argument: no retracing per count);
+                must not cross the end of ``train.seg_pretrain_steps``.
+            host_split: see ``iterator``.
+
+        Returns:
+            ``(metrics, nonfinite)``: the last step's metrics (means over the global
+            batch), and ``nonfinite``, the metrics of the first step of this call whose
+            metrics were NaN/Inf together with its number under the key ``"step"``
+            (``"step"`` is -1 when every step was finite). Nothing leaves the device
+            until the caller reads them.
+        """
+        stage = self.stage()
+        key = (stage, host_split)
+        if key not in self._loop_fns:
+
+            @tf.function
+            def _loop(it, n):
+                metrics = self._one_step(next(it), stage, host_split)
+                bad = self._first_bad(metrics, None)
+                for _ in tf.range(n - 1):
+                    metrics = self._one_step(next(it), stage, host_split)
+                    bad = self._first_bad(metrics, bad)
+                return metrics, bad
+
+            self._loop_fns[key] = _loop
+        return self._loop_fns[key](iterator, tf.constant(num_steps, tf.int64))
+
+    def _first_bad(self, metrics: dict, bad: dict | None) -> dict:
+        """Carries the metrics of the first step with a non-finite metric (and its step)."""
+        finite = tf.reduce_all(tf.stack([tf.math.is_finite(v) for v in metrics.values()]))
+        current = dict(metrics, step=tf.where(finite, tf.constant(-1, tf.int64), self.step.read_value()))
+        if bad is None:
+            return current
+        take = tf.logical_and(tf.equal(bad["step"], -1), tf.logical_not(finite))
+        return {k: tf.where(take, current[k], bad[k]) for k in bad}
 
     # ------------------------------------------------------------------ inference
     def colourise_batch(self, rgb_uint8, training: bool = False):
