@@ -256,8 +256,12 @@ class DataConfig:
     deterministic: bool = True
     segmentation_key: str | None = None
     augment: bool = True  # random scale/crop/flip in training (seed 001: none)
+    # Prepared shards: resize each crop to the model size in the training step (on the
+    # accelerator) instead of on the host. auto = when TensorFlow sees a GPU or TPU.
+    resize_on_device: str = "auto"
 
     def __post_init__(self) -> None:
+        _check(self.resize_on_device, ("auto", "on", "off"), "data.resize_on_device")
         if self.batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
         if self.shuffle_buffer < 1:

@@ -74,6 +74,7 @@ def prepare_shards(
     short_side: int = 294,
     num_shards: int | None = None,
     quality: int = 95,
+    encoding: str = "jpeg",
     data_dir: str | None = None,
     manual_dir: str | None = None,
     progress: bool = True,
@@ -88,6 +89,8 @@ def prepare_shards(
         short_side: shorter side of the stored images (larger images are shrunk).
         num_shards: shard files; default one per :data:`EXAMPLES_PER_SHARD` images.
         quality: JPEG quality (chroma is stored at full resolution, 4:4:4).
+        encoding: ``jpeg``, or ``raw`` pixels (about 4x the bytes, no decoding when
+            training: for hosts whose cores cannot decode JPEGs fast enough).
         data_dir, manual_dir: TFDS directories.
         progress: show a progress bar.
 
@@ -98,6 +101,8 @@ def prepare_shards(
     """
     from tqdm.auto import tqdm
 
+    if encoding not in shards_lib.ENCODINGS:
+        raise ValueError(f"encoding must be one of {shards_lib.ENCODINGS}, got {encoding!r}")
     if short_side < 1 or not 1 <= quality <= 100:
         raise ValueError(f"short_side must be >= 1 and quality in 1..100, got {short_side}, {quality}")
     out_dir = fileio.normalize(out_dir)
@@ -119,7 +124,7 @@ def prepare_shards(
     num_shards = num_shards or max(1, math.ceil(count / EXAMPLES_PER_SHARD))
     if num_shards < 1 or num_shards > count:
         raise ValueError(f"num_shards must be in 1..{count} (the source's images), got {num_shards}")
-    params = {"source": str(source), "split": split, "short_side": short_side, "quality": quality,
+    params = {"source": str(source), "split": split, "short_side": short_side, "encoding": encoding, "quality": quality,
               "num_shards": num_shards, "records": count}
     fileio.makedirs(out_dir)
     for stale in fileio.listdir(out_dir):  # pieces of shards an earlier, killed run was writing
@@ -128,8 +133,9 @@ def prepare_shards(
 
     def encode(ex):
         image = _resize_shorter(ex["image"], short_side)
-        jpeg = tf.io.encode_jpeg(image, quality=quality, chroma_downsampling=False)
-        return jpeg, tf.shape(image)[0], tf.shape(image)[1], ex["name"]
+        # raw: the pixels themselves (their bytes are taken on the host, below)
+        data = image if encoding == "raw" else tf.io.encode_jpeg(image, quality=quality, chroma_downsampling=False)
+        return data, tf.shape(image)[0], tf.shape(image)[1], ex["name"]
 
     def named(rec):
         ex = src.decode_full(rec)
@@ -161,8 +167,9 @@ def prepare_shards(
         tmp = f"{path}.tmp-{os.getpid()}"
         n = 0
         with tf.io.TFRecordWriter(tmp) as writer:
-            for jpeg, h, w, ex_name in part.as_numpy_iterator():
-                writer.write(shards_lib.encode_example(jpeg, int(h), int(w), ex_name))
+            for data, h, w, ex_name in part.as_numpy_iterator():
+                payload = data.tobytes() if encoding == "raw" else data
+                writer.write(shards_lib.encode_example(payload, int(h), int(w), ex_name))
                 n += 1
                 bar.update(1)
         tf.io.gfile.rename(tmp, path, overwrite=True)
@@ -204,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shorter side of the stored images (default: round(1.15 * image size))")
     p.add_argument("--shards", type=int, default=None, help=f"number of shard files (default: one per {EXAMPLES_PER_SHARD} images)")
     p.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95, 4:4:4 chroma)")
+    p.add_argument("--encoding", choices=shards_lib.ENCODINGS, default="jpeg",
+                   help="jpeg (default; small) or raw pixels (about 4x larger, nothing to decode when training)")
     p.add_argument("--data-dir", default=None, help="TFDS data directory")
     p.add_argument("--manual-dir", default=None, help="TFDS manual download directory (ImageNet tarballs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -219,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         info = prepare_shards(
             args.source, args.out, split=args.split, short_side=short, num_shards=args.shards,
-            quality=args.quality, data_dir=args.data_dir, manual_dir=args.manual_dir,
+            quality=args.quality, encoding=args.encoding, data_dir=args.data_dir, manual_dir=args.manual_dir,
             progress=not args.no_progress,
         )
     except (FileNotFoundError, FileExistsError, ValueError, data_lib.DatasetUnavailableError) as err:

@@ -7,12 +7,13 @@
     <split>-00000-of-00016.tfrecord   tf.train.Example records, one per image
     ...
 
-Each record holds one colour image (grey images are left out when preparing)
-re-encoded as JPEG with its shorter side at ``short_side`` (images already smaller
-are kept at their size), so training decodes a small JPEG instead of a full-size
-photo every epoch::
+Each record holds one colour image (grey images are left out when preparing) with its
+shorter side at ``short_side`` (images already smaller are kept at their size), so
+training decodes a small image instead of a full-size photo every epoch. ``encoding``
+says how: ``jpeg`` (RGB JPEG, 4:4:4; a few GB for 50,000 images at 294 px) or ``raw``
+(the uint8 ``height x width x 3`` pixels; about 4x larger, nothing to decode)::
 
-    image   bytes   JPEG, RGB
+    image   bytes   JPEG, or raw uint8 pixels
     height  int64   of the stored image
     width   int64
     name    bytes   the source's file name or TFDS id
@@ -20,7 +21,8 @@ photo every epoch::
 ``prepared.json``::
 
     {"format": "colourise_tf.prepared", "version": 1, "files": [...], "examples": [...],
-     "num_examples": N, "short_side": 294, "quality": 95, "source": ..., "split": ...,
+     "num_examples": N, "short_side": 294, "encoding": "jpeg", "quality": 95,
+     "source": ..., "split": ...,
      "grey_left_out": [...], "skipped": [[name, reason], ...]}
 
 ``examples`` is the count per file, in the order of ``files``.
@@ -37,6 +39,8 @@ from colourise_tf import fileio
 INFO_NAME = "prepared.json"
 FORMAT = "colourise_tf.prepared"
 VERSION = 1
+
+ENCODINGS = ("jpeg", "raw")
 
 FEATURES = {
     "image": tf.io.FixedLenFeature([], tf.string),
@@ -82,6 +86,8 @@ def read_info(path: str) -> dict:
     missing = [f for f in info["files"] if not fileio.exists(fileio.join(folder, f))]
     if missing:
         raise PreparedShardsError(f"{folder}: shard file(s) listed in {INFO_NAME} are missing: {missing[:5]}")
+    if info.setdefault("encoding", "jpeg") not in ENCODINGS:
+        raise PreparedShardsError(f"{info_path}: unknown encoding {info['encoding']!r}; expected one of {ENCODINGS}")
     if not info["files"] or not info.get("num_examples"):
         raise PreparedShardsError(f"{folder}: holds no image")
     return info
@@ -100,10 +106,10 @@ def shard_paths(path: str, info: dict) -> list[str]:
     return [fileio.join(folder, f) for f in info["files"]]
 
 
-def encode_example(jpeg: bytes, height: int, width: int, name: bytes) -> bytes:
+def encode_example(image: bytes, height: int, width: int, name: bytes) -> bytes:
     """One serialised ``tf.train.Example`` of the format above."""
     feature = {
-        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[jpeg])),
+        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
         "height": tf.train.Feature(int64_list=tf.train.Int64List(value=[height])),
         "width": tf.train.Feature(int64_list=tf.train.Int64List(value=[width])),
         "name": tf.train.Feature(bytes_list=tf.train.BytesList(value=[name])),

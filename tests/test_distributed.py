@@ -391,3 +391,65 @@ def test_whole_training_step_compiles_with_xla(preset):
     assert any(np.abs(a - b).max() > 0 for a, b in zip(before, after))
     fn = next(iter(trainer._train_fns.values()))
     assert fn._jit_compile  # compiled as one XLA cluster, not just traced
+
+
+WORKER_READS = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+from colourise_tf import data
+
+source, out = sys.argv[1], sys.argv[2]
+strategy = tf.distribute.MultiWorkerMirroredStrategy()
+contexts = []
+
+def dataset_fn(ctx):
+    contexts.append(ctx)
+    return data.build_dataset(source, image_size=8, batch_size=ctx.get_per_replica_batch_size(4),
+                              training=False, repeat=False, input_context=ctx)
+
+it = iter(strategy.distribute_datasets_from_function(dataset_fn))
+colours = []
+for _ in range(2):  # 8 images, 2 workers, global batch 4: two steps
+    for value in strategy.experimental_local_results(next(it)["image"]):
+        colours += [tuple(int(c) for c in np.round(img.reshape(-1, 3).mean(0))) for img in value.numpy()]
+ctx = contexts[0]
+json.dump({"pipeline": ctx.input_pipeline_id, "pipelines": ctx.num_input_pipelines, "colours": colours}, open(out, "w"))
+"""
+
+
+@pytest.mark.large
+def test_two_local_workers_read_disjoint_shares_that_cover_the_source(tmp_path):
+    """Two worker processes (MultiWorkerMirroredStrategy on 127.0.0.1), per-replica input:
+    each reads its own files, of a folder and of prepared shards; together all of them."""
+    from colourise_tf import prepare
+    from test_training import _free_ports
+
+    colours = _flat_colour_folder(tmp_path / "photos", 8)
+    prepared = str(tmp_path / "prepared")
+    prepare.prepare_shards(str(tmp_path / "photos"), prepared, num_shards=4, short_side=16, progress=False)
+    script = tmp_path / "reads.py"
+    script.write_text(WORKER_READS)
+    for source in (str(tmp_path / "photos"), prepared):
+        workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+        procs = []
+        for index in range(2):
+            tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=json.dumps(tf_config))
+            procs.append(subprocess.Popen(
+                [sys.executable, str(script), source, str(tmp_path / f"w{index}.json")],
+                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            ))
+        for p in procs:
+            _, err = p.communicate(timeout=300)
+            assert p.returncode == 0, err[-3000:]
+        reads = [json.loads((tmp_path / f"w{i}.json").read_text()) for i in range(2)]
+        assert sorted(r["pipeline"] for r in reads) == [0, 1] and all(r["pipelines"] == 2 for r in reads)
+
+        def nearest(c):
+            return min(range(len(colours)), key=lambda i: sum(abs(a - b) for a, b in zip(c, colours[i])))
+
+        shares = [[nearest(c) for c in r["colours"]] for r in reads]
+        assert all(len(s) == 4 == len(set(s)) for s in shares), shares
+        assert not set(shares[0]) & set(shares[1]), (source, shares)
+        assert set(shares[0]) | set(shares[1]) == set(range(8)), (source, shares)

@@ -364,3 +364,76 @@ def test_an_input_pipeline_without_a_colour_image_fails_instead_of_waiting(tmp_p
         str(order), image_size=16, batch_size=1, training=True, input_context=tf.distribute.InputContext(2, 1, 2)
     )))
     assert batch["image"].shape == (1, 16, 16, 3)
+
+
+def test_raw_encoding_stores_the_resized_pixels_and_trains_like_jpeg(tmp_path):
+    """``encoding=raw`` stores exactly the pixels the JPEG shards encode (decoded JPEG
+    within compression error), and the two give the same training batches up to it."""
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(11)
+    for i in range(4):
+        smooth = np.kron(rng.integers(0, 256, (2, 3, 3)), np.ones((24, 24, 1))).astype(np.uint8)
+        Image.fromarray(smooth).save(src / f"{i}.png")  # 48x72, 2x3 flat blocks
+    raw, jpeg = str(tmp_path / "raw"), str(tmp_path / "jpeg")
+    info = prepare.prepare_shards(str(src), raw, short_side=24, encoding="raw", progress=False)
+    prepare.prepare_shards(str(src), jpeg, short_side=24, quality=98, progress=False)
+    assert info["encoding"] == "raw" and shards.read_info(jpeg)["encoding"] == "jpeg"
+    for (name_r, h, w, pixels), (name_j, hj, wj, encoded) in zip(_records(raw)[0], _records(jpeg)[0]):
+        assert (name_r, h, w) == (name_j, hj, wj) == (name_r, 24, 36)
+        assert len(pixels) == h * w * 3
+        stored = np.frombuffer(pixels, np.uint8).reshape(h, w, 3).astype(int)
+        assert np.abs(stored - tf.io.decode_jpeg(encoded).numpy().astype(int)).mean() < 3
+    a = next(iter(data.build_dataset(raw, image_size=16, batch_size=4)))["image"].numpy().astype(int)
+    b = next(iter(data.build_dataset(jpeg, image_size=16, batch_size=4)))["image"].numpy().astype(int)
+    assert np.abs(a - b).mean() < 3
+    with pytest.raises(ValueError, match="encoding"):
+        prepare.prepare_shards(str(src), str(tmp_path / "bad"), encoding="png", progress=False)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_resize_on_device_gives_the_host_batches(tmp_path, training):
+    """Prepared shards with ``resize_on_device``: padded windows + their sides, which
+    ``resize_crops`` (matmuls, any device) turns into the host pipeline's batches."""
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(12)
+    for i, (h, w) in enumerate([(40, 60), (60, 40), (30, 30), (12, 20), (44, 44), (40, 52)]):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(src / f"{i}.png")
+    out = str(tmp_path / "raw")
+    prepare.prepare_shards(str(src), out, short_side=18, encoding="raw", progress=False)
+    kwargs = dict(image_size=16, batch_size=6, training=training, repeat=True, masks=True)
+    host = iter(data.build_dataset(out, **kwargs))
+    device = iter(data.build_dataset(out, resize_on_device=True, **kwargs))
+    sides = set()
+    for _ in range(4):
+        want, got = next(host), next(device)
+        assert got["image"].shape == (6, 18, 18, 3) and got["crop_size"].dtype == tf.int32
+        sides |= set(got["crop_size"].numpy().tolist())
+        resized = data.resize_crops(got["image"], got["crop_size"], 16).numpy().astype(int)
+        diff = np.abs(resized - want["image"].numpy().astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+        np.testing.assert_array_equal(got["mask"].numpy(), want["mask"].numpy())
+    assert min(sides) < 16 and max(sides) > 16 if training else sides <= {12, 16, 18}
+    # Folders are resized on the host whatever the flag says.
+    folder = next(iter(data.build_dataset(str(src), resize_on_device=True, **kwargs)))
+    assert folder["image"].shape == (6, 16, 16, 3) and "crop_size" not in folder
+
+
+def test_training_reads_prepared_shards_and_resizes_on_the_device(prepared4, tmp_path):
+    """Two replicas, per-replica input from prepared shards, windows resized in the
+    training step, two steps per call."""
+    import json
+
+    from colourise_tf import config as config_lib
+    from training.loop import run_training
+    from training.runtime import make_strategy
+
+    cfg = config_lib.apply_overrides(config_lib.get_preset("tiny"), [
+        f"data.dataset={prepared4}", "data.batch_size=4", "data.resize_on_device=on", "train.steps=4",
+        "train.steps_per_loop=2", "train.log_every=2", "train.image_every=4", "train.checkpoint_every=4",
+    ])
+    result = run_training(cfg, tmp_path / "run", strategy=make_strategy("mirrored", cpu_replicas=2), progress=False)
+    assert result.final_step == 4 and all(np.isfinite(v) for v in result.last_metrics.values())
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["replicas"] == 2 and summary["final_step"] == 4

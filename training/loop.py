@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from colourise_tf import data as data_lib
 from colourise_tf.config import ExperimentConfig, save_config
+from colourise_tf.cpu import cpu_only
 from colourise_tf import fileio
 from colourise_tf.fileio import atomic_write_text, atomic_writer
 
@@ -347,6 +348,7 @@ def _build_train_dataset(
         report=report,
         input_context=input_context,
         skip_batches=skip_batches,
+        resize_on_device=d.resize_on_device == "on" or (d.resize_on_device == "auto" and not cpu_only()),
     )
 
 

@@ -36,7 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
         "data.batch_size=8 loss.adversarial=least_squares.",
     )
     p.add_argument("--preset", default="gorriz-ibn-sn-md", help="preset name (see --list-presets)")
-    p.add_argument("--dataset", help="'samples', a TFDS name (imagenet2012, cifar10, ...) or a folder/glob")
+    p.add_argument(
+        "--dataset",
+        help="'samples', a TFDS name (imagenet2012, cifar10, ...), a folder/glob, or a folder of prepared shards",
+    )
     p.add_argument("--split", help="dataset split (imagenet2012: gorriz-train / gorriz-test too)")
     p.add_argument("--data-dir", help="TFDS data_dir")
     p.add_argument("--manual-dir", help="TFDS manual_dir (ImageNet tarballs)")
@@ -52,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--precision", choices=PRECISIONS, help="dtype policy; auto picks per device")
     p.add_argument("--steps", type=int, help="total training steps (same as train.steps=N)")
+    p.add_argument(
+        "--steps-per-loop", type=int, metavar="N",
+        help="training steps per tf.function call (same as train.steps_per_loop=N; TPUs want 10s-100s)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--list-presets", action="store_true", help="list presets and exit")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
@@ -89,6 +96,7 @@ def resolve_config(args: argparse.Namespace) -> config_lib.ExperimentConfig:
         ("cpu_replicas", "train.cpu_replicas"),
         ("precision", "train.precision"),
         ("steps", "train.steps"),
+        ("steps_per_loop", "train.steps_per_loop"),
     ):
         value = getattr(args, flag)
         if value is not None:

@@ -27,6 +27,7 @@ import keras
 import tensorflow as tf
 
 from colourise_tf import colour, inference, losses
+from colourise_tf import data as data_lib
 from colourise_tf.config import ExperimentConfig
 from colourise_tf.cpu import cpu_kernels
 from colourise_tf.models import build_models
@@ -204,7 +205,10 @@ class GANTrainer:
     def _replica_step(self, batch, step, stage: int = 2):
         """One step on this replica's batch; returns its metrics weighted by its batch share."""
         cfg, lc = self.cfg, self.cfg.loss
-        grey, chroma = colour.rgb_to_model(batch["image"], cfg.model.colour_space)
+        images = batch["image"]
+        if "crop_size" in batch:  # prepared shards' windows, resized here (data.resize_on_device)
+            images = data_lib.resize_crops(images, batch["crop_size"], cfg.model.image_size)
+        grey, chroma = colour.rgb_to_model(images, cfg.model.colour_space)
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
         g_in, extras = self.generator_inputs(grey, chroma, batch, step, replica)
         partial = "mask" in extras and lc.mask_target == "partial"
