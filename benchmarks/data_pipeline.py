@@ -25,8 +25,10 @@ Usage::
     .venv/bin/python benchmarks/data_pipeline.py [--n 300] [--repeats 3]
 
 ``--mode per-core`` (see :func:`per_core`) instead measures the training pipeline per
-CPU core, from ImageNet-like JPEGs and from prepared shards of them, and writes
-``benchmarks/results/input_pipeline.json``::
+CPU core, from ImageNet-like JPEGs and from prepared shards of them (JPEG and raw
+encodings, windows resized on the host or left to the training step with
+``resize_on_device=True``), times :func:`colourise_tf.data.resize_crops` (the
+device-side resize) on this CPU, and writes ``benchmarks/results/input_pipeline.json``::
 
     .venv/bin/python benchmarks/data_pipeline.py --mode per-core
 """
@@ -131,7 +133,9 @@ def time_pass(folder: str, lab: bool | str, batch_size: int, image_size: int) ->
 #
 # ``--mode per-core``: the training pipeline (``build_dataset(training=True)``) with
 # tf.data limited to 1 and to 2 threads, from ImageNet-like JPEGs (a) and from prepared
-# shards of the same images (b).
+# shards of the same images: JPEG (b) and raw (c) shards, windows resized on the host,
+# and JPEG (d) and raw (e) shards with ``resize_on_device=True`` (the host reads,
+# decodes or reshapes, flips and pads each window; the training step resizes it).
 
 PHOTO_QUALITY = 90
 SHARD_QUALITY = 95
@@ -267,12 +271,14 @@ def _interleaved_medians_ms(cases: dict, calls: int) -> dict:
 OPS_PER_CALL = 8
 
 
-def breakdown(record: bytes, folder_jpeg: bytes, shard_dir: str, size: int, calls: int) -> dict:
+def breakdown(record: bytes, folder_jpeg: bytes, shard_dir: str, size: int, calls: int,
+              raw: tuple[bytes, str] | None = None) -> dict:
     """Per-image cost of the steps of the pipeline's map function, in ms: each step in
     its own tf.function that applies it to :data:`OPS_PER_CALL` copies of one image,
     (median call time - median call time of an empty function with as many arguments)
     / OPS_PER_CALL, over ``calls`` round-robin calls (TensorFlow's op pools at 1 thread,
-    set by the caller)."""
+    set by the caller). ``raw``: the same image's record in raw shards and their folder,
+    for the raw per-example functions."""
     import tensorflow as tf
 
     from colourise_tf import data, shards
@@ -346,22 +352,38 @@ def breakdown(record: bytes, folder_jpeg: bytes, shard_dir: str, size: int, call
     window, _ = window_for(hh, ww)
     xs420 = copies(jpeg420)
     cases["reference_420"] = (decode_crop, lambda i: (xs420, window))
-    try:  # the pipeline's own per-example function: parse, draw window, decode crop, resize, flip
-        src = data._ShardSource(shard_dir, shuffle_buffer=1)
+    # The pipeline's own per-example functions: parse, draw window, decode (JPEG) or
+    # reshape (raw) the window, then resize + flip (host) or flip + pad (resize_on_device).
+    variants = {"shard_image": (shard_dir, records)}
+    if raw is not None:
+        raw_record, raw_dir = raw
+        raw_records = copies(tf.constant(raw_record))
+        variants["raw_shard_image"] = (raw_dir, raw_records)
+        raw_rec = shards.parse_example(raw_records[0])
+        out["raw_shard_image"] = {"image": f"{int(raw_rec['width'])}x{int(raw_rec['height'])}, "
+                                           f"{len(raw_record)} bytes per record"}
+        cases["raw_shard_image/parse_example"] = (parse, lambda i: (raw_records,))
+    indices = [[tf.constant(i * k + j, tf.int64) for j in range(k)] for i in range(calls + 1)]
+    for part, (sdir, recs) in variants.items():
+        try:  # private API of colourise_tf.data
+            src = data._ShardSource(sdir, shuffle_buffer=1)
+            for suffix, on_device in (("random_windows", False), ("resize_on_device", True)):
+                extra = {"resize_on_device": True} if on_device else {}
 
-        @tf.function
-        def per_example(xs, indices):
-            return [
-                src.decode_crop(
-                    index, shards.parse_example(x), size=size, training=True, masks=False, seed=0
-                )["image"]
-                for x, index in zip(xs, indices)
-            ]
+                @tf.function
+                def per_example(xs, idx, src=src, extra=extra):
+                    return [
+                        src.decode_crop(
+                            index, shards.parse_example(x), size=size, training=True, masks=False, seed=0, **extra
+                        )["image"]
+                        for x, index in zip(xs, idx)
+                    ]
 
-        indices = [[tf.constant(i * k + j, tf.int64) for j in range(k)] for i in range(calls + 1)]
-        cases["shard_image/whole_map_function_random_windows"] = (per_example, lambda i: (records, indices[i]))
-    except Exception as err:  # private API of colourise_tf.data
-        out["shard_image"]["whole_map_function_error"] = repr(err)
+                cases[f"{part}/whole_map_function_{suffix}"] = (
+                    per_example, lambda i, r=recs: (r, indices[i])
+                )
+        except Exception as err:
+            out[part]["whole_map_function_error"] = repr(err)
 
     ms = _interleaved_medians_ms(cases, calls)
     call = ms.pop("empty")
@@ -375,7 +397,7 @@ def breakdown(record: bytes, folder_jpeg: bytes, shard_dir: str, size: int, call
     for part in images:
         steps = {name.split("/", 1)[1]: v for name, v in per_op.items() if name.startswith(part + "/")}
         in_pipeline = {n: v for n, v in steps.items()
-                       if n not in ("decode_jpeg_full_image", "whole_map_function_random_windows")}
+                       if n != "decode_jpeg_full_image" and not n.startswith("whole_map_function")}
         out[part]["ms"] = steps
         out[part]["sum_of_steps_ms"] = round(sum(in_pipeline.values()), 4)
         out[part]["images_per_s_implied_by_sum"] = round(1000.0 / sum(in_pipeline.values()), 1)
@@ -383,6 +405,18 @@ def breakdown(record: bytes, folder_jpeg: bytes, shard_dir: str, size: int, call
             out[part]["images_per_s_implied_by_whole_map_function"] = round(
                 1000.0 / steps["whole_map_function_random_windows"], 1
             )
+        if "whole_map_function_resize_on_device" in steps:
+            out[part]["images_per_s_implied_by_whole_map_function_resize_on_device"] = round(
+                1000.0 / steps["whole_map_function_resize_on_device"], 1
+            )
+    if "raw_shard_image" in out:
+        steps = {name.split("/", 1)[1]: v for name, v in per_op.items() if name.startswith("raw_shard_image/")}
+        out["raw_shard_image"]["ms"] = steps
+        for suffix in ("random_windows", "resize_on_device"):
+            if f"whole_map_function_{suffix}" in steps:
+                out["raw_shard_image"][f"images_per_s_implied_by_whole_map_function_{suffix}"] = round(
+                    1000.0 / steps[f"whole_map_function_{suffix}"], 1
+                )
     return out
 
 
@@ -399,14 +433,59 @@ def _lscpu() -> dict:
     return {k: fields[k].strip() for k in keep if k in fields}
 
 
+#: ``--mode per-core`` sources: name -> (label, shard encoding or None for the JPEG
+#: folder, resize_on_device).
+PER_CORE_SOURCES = {
+    "a_folder": ("JPEG folder", None, False),
+    "b_shards": ("JPEG shards, host resize", "jpeg", False),
+    "c_raw_shards": ("raw shards, host resize", "raw", False),
+    "d_shards_resize_on_device": ("JPEG shards, resize_on_device=True", "jpeg", True),
+    "e_raw_shards_resize_on_device": ("raw shards, resize_on_device=True", "raw", True),
+}
+
+
+def resize_crops_gflop_per_image(size: int, padded: int) -> float:
+    """Multiply-adds x 2 of :func:`colourise_tf.data.resize_crops` per image: rows
+    ``[S, P] x [P, P*3]`` then columns ``[S, P] x [P, S*3]`` (the one-hot weights are
+    dense matrices)."""
+    return 2.0 * 3 * size * padded * (padded + size) / 1e9
+
+
+def time_resize_crops(images, crop_size, size: int, calls: int) -> dict:
+    """Median wall time of :func:`colourise_tf.data.resize_crops` on one batch of padded
+    windows, as a tf.function and jit-compiled with XLA (both called round-robin, one
+    untimed tracing call each), on the TensorFlow op threads set by the caller."""
+    import tensorflow as tf
+
+    from colourise_tf.data import resize_crops
+
+    graph = tf.function(lambda x, c: resize_crops(x, c, size))
+    xla = tf.function(lambda x, c: resize_crops(x, c, size), jit_compile=True)
+    batch = int(images.shape[0])
+    a, b = graph(images, crop_size), xla(images, crop_size)
+    diff = int(tf.reduce_max(tf.abs(tf.cast(a, tf.int32) - tf.cast(b, tf.int32))))
+    ms = _interleaved_medians_ms(
+        {"tf_function": (graph, lambda i: (images, crop_size)), "xla": (xla, lambda i: (images, crop_size))},
+        calls,
+    )
+    out: dict = {"batch": batch, "input": list(images.shape), "calls": calls}
+    for name, v in ms.items():
+        out[name] = {"ms_per_batch": round(v, 2), "ms_per_image": round(v / batch, 3)}
+    out["max_abs_diff_tf_function_vs_xla"] = diff
+    return out
+
+
 def per_core(args, argv) -> dict:
-    """``--mode per-core``: images/s per CPU core of the training pipeline from JPEGs (a)
-    and prepared shards (b); see the module docstring and ``benchmarks/README.md``."""
+    """``--mode per-core``: images/s per CPU core of the training pipeline from JPEGs (a),
+    JPEG (b) and raw (c) prepared shards, and JPEG (d) and raw (e) shards with
+    ``resize_on_device=True``; the cost of ``resize_crops`` on this CPU; see the module
+    docstring and ``benchmarks/README.md``."""
     import shlex
 
     import tensorflow as tf
 
-    # The breakdown's tf.functions on one thread (tf.data uses its own pools below).
+    # The breakdown's and resize_crops' tf.functions on one thread (tf.data uses its own
+    # pools below).
     try:
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -425,7 +504,9 @@ def per_core(args, argv) -> dict:
     short = default_short_side(args.image_size)
     results: dict = {
         "what": "training input pipeline (build_dataset training=True, deterministic=False), "
-        "images/s with tf.data's private threadpool and autotune cpu_budget at 1 and 2 threads",
+        "images/s with tf.data's private threadpool and autotune cpu_budget at 1 and 2 threads, "
+        "from a JPEG folder and from prepared shards (JPEG / raw, resize on the host / "
+        "resize_on_device=True); and colourise_tf.data.resize_crops timed on this CPU",
         "date": time.strftime("%Y-%m-%d"),
         "command": command,
         "machine": {
@@ -437,8 +518,10 @@ def per_core(args, argv) -> dict:
         "settings": {
             "image_size": args.image_size, "batch_size": args.batch_size, "threads": threads,
             "warmup_batches": args.warmup, "timed_batches": args.batches, "repeats": args.repeats,
-            "order": "interleaved: for each repeat, for each thread count: (a) folder, then (b) shards",
+            "order": "interleaved: for each repeat, for each thread count: sources (a), (b), (c), (d), (e)",
+            "sources": {name: label for name, (label, _, _) in PER_CORE_SOURCES.items()},
             "breakdown_calls": args.calls,
+            "resize_crops_calls": args.resize_calls,
         },
         "notes": [],
     }
@@ -446,7 +529,9 @@ def per_core(args, argv) -> dict:
     inter = tf.config.threading.get_inter_op_parallelism_threads()
     results["settings"]["tf_op_threads_for_breakdown"] = {"intra_op": intra, "inter_op": inter}
     with tempfile.TemporaryDirectory(prefix="colourise_percore_") as tmp:
-        folder, shard_dir = os.path.join(tmp, "jpegs"), os.path.join(tmp, "shards")
+        folder = os.path.join(tmp, "jpegs")
+        shard_dirs = {"jpeg": os.path.join(tmp, "shards"), "raw": os.path.join(tmp, "shards_raw")}
+        shard_dir = shard_dirs["jpeg"]
         os.makedirs(folder)
         t0 = time.perf_counter()
         results["jpegs"] = make_photo_jpegs(folder, args.n)
@@ -497,13 +582,32 @@ def per_core(args, argv) -> dict:
             "prepare_seconds": round(time.perf_counter() - t0, 1),
         }
         print(f"shards: {results['shards']['folder_kb_per_image']} kB per image, {shard_dims}")
+        t0 = time.perf_counter()
+        raw_info = prepare_shards(folder, shard_dirs["raw"], short_side=short, num_shards=args.num_shards,
+                                  encoding="raw", progress=False)
+        raw_bytes = _folder_bytes(shard_dirs["raw"])
+        results["raw_shards"] = {
+            "prepare": f"prepare_shards(folder, out, short_side={short}, num_shards={args.num_shards}, "
+            "encoding='raw')",
+            "cli_equivalent": f"colourise-prepare FOLDER OUT --image-size {args.image_size} "
+            f"--shards {args.num_shards} --encoding raw",
+            "short_side": short, "num_shards": len(raw_info["files"]), "num_examples": raw_info["num_examples"],
+            "folder_bytes": raw_bytes,
+            "folder_kb_per_image": round(raw_bytes / raw_info["num_examples"] / 1000, 1),
+            "folder_size_vs_jpeg_shards": round(raw_bytes / folder_bytes, 2),
+            "folder_size_vs_jpegs": round(raw_bytes / (results["jpegs"]["mean_bytes"] * args.n), 2),
+            "prepare_seconds": round(time.perf_counter() - t0, 1),
+        }
+        print(f"raw shards: {results['raw_shards']['folder_kb_per_image']} kB per image "
+              f"(x{results['raw_shards']['folder_size_vs_jpeg_shards']} the JPEG shards)")
 
-        sources = {"a_folder": folder, "b_shards": shard_dir}
+        sources = list(PER_CORE_SOURCES)
         datasets = {}
         for t in threads:
-            for name, src in sources.items():
+            for name, (_, encoding, on_device) in PER_CORE_SOURCES.items():
+                src = folder if encoding is None else shard_dirs[encoding]
                 ds = build_dataset(src, image_size=args.image_size, batch_size=args.batch_size,
-                                   training=True, deterministic=False)
+                                   training=True, deterministic=False, resize_on_device=on_device)
                 datasets[name, t] = _limited(ds, t)
         runs: dict = {(name, t): [] for name in sources for t in threads}
         for rep in range(args.repeats):
@@ -512,10 +616,11 @@ def per_core(args, argv) -> dict:
                     r = _timed_run(datasets[name, t], args.warmup, args.batches)
                     runs[name, t].append(r)
                     print(f"repeat {rep + 1} {name} {t} thread(s): {r['images_per_s']:.0f} images/s "
-                          f"(cpu {r['cpu_utilisation']:.2f}, {r['images_per_cpu_s']:.0f} images per CPU-s)")
+                          f"(cpu {r['cpu_utilisation']:.2f}, {r['images_per_cpu_s']:.0f} images per CPU-s)",
+                          flush=True)
         pipeline: dict = {}
         for name in sources:
-            pipeline[name] = {}
+            pipeline[name] = {"source": PER_CORE_SOURCES[name][0]}
             for t in threads:
                 rs = runs[name, t]
                 rates = [r["images_per_s"] for r in rs]
@@ -534,35 +639,75 @@ def per_core(args, argv) -> dict:
         for name in sources:
             p = pipeline[name]
             summary[name] = {
+                "source": PER_CORE_SOURCES[name][0],
                 "images_per_s_per_core": round(p[f"{t_max}_thread"]["median_images_per_s"] / t_max, 1),
                 "images_per_s_1_thread": p[f"{min(threads)}_thread"]["median_images_per_s"],
+                "images_per_cpu_second_all_runs_median": round(statistics.median(
+                    r["images_per_cpu_s"] for t in threads for r in runs[name, t]), 1),
             }
-        ratios = {}
-        for t in threads:
-            per_rep = [b["images_per_s"] / a["images_per_s"]
-                       for a, b in zip(runs["a_folder", t], runs["b_shards", t])]
-            ratios[f"{t}_thread"] = {
-                "per_repeat": [round(x, 2) for x in per_rep],
-                "median": round(statistics.median(per_rep), 2),
-                "ratio_of_medians": round(pipeline["b_shards"][f"{t}_thread"]["median_images_per_s"]
-                                          / pipeline["a_folder"][f"{t}_thread"]["median_images_per_s"], 2),
-            }
-        summary["shards_vs_folder"] = ratios
-        per_core_b = summary["b_shards"]["images_per_s_per_core"]
-        summary["target_images_per_s_per_core_shards"] = TARGET_IMAGES_PER_S_PER_CORE
-        summary["target_met"] = per_core_b >= TARGET_IMAGES_PER_S_PER_CORE
-        summary["target_met_by_1_thread_rate"] = (
-            summary["b_shards"]["images_per_s_1_thread"] >= TARGET_IMAGES_PER_S_PER_CORE
-        )
-        for name in sources:
-            summary[name]["images_per_cpu_second_all_runs_median"] = round(statistics.median(
-                r["images_per_cpu_s"] for t in threads for r in runs[name, t]), 1)
+
+        def ratios_to(base: str, name: str) -> dict:
+            out = {}
+            for t in threads:
+                per_rep = [b["images_per_s"] / a["images_per_s"] for a, b in zip(runs[base, t], runs[name, t])]
+                out[f"{t}_thread"] = {
+                    "per_repeat": [round(x, 2) for x in per_rep],
+                    "median": round(statistics.median(per_rep), 2),
+                    "ratio_of_medians": round(pipeline[name][f"{t}_thread"]["median_images_per_s"]
+                                              / pipeline[base][f"{t}_thread"]["median_images_per_s"], 2),
+                }
+            return out
+
+        summary["shards_vs_folder"] = ratios_to("a_folder", "b_shards")
+        summary["vs_b_shards"] = {name: ratios_to("b_shards", name) for name in sources[2:]}
+        summary["target_images_per_s_per_core"] = TARGET_IMAGES_PER_S_PER_CORE
+        summary["target_met"] = {
+            name: summary[name]["images_per_s_per_core"] >= TARGET_IMAGES_PER_S_PER_CORE for name in sources
+        }
+        summary["target_met_by_1_thread_rate"] = {
+            name: summary[name]["images_per_s_1_thread"] >= TARGET_IMAGES_PER_S_PER_CORE for name in sources
+        }
         summary["definition"] = (f"per core = median {t_max}-thread rate / {t_max}; the 1-thread rate "
                                  "is the median with tf.data on one thread (the Python consumer and "
-                                 "tf.data's coordinating threads come on top, see cpu_utilisation)")
+                                 "tf.data's coordinating threads come on top, see cpu_utilisation); "
+                                 "ratios are medians of the per-repeat ratios (measured side by side)")
         results["summary"] = summary
 
+        # resize_crops on this CPU, on a batch of (e) (the padded windows the step gets).
+        batch = next(iter(datasets["e_raw_shards_resize_on_device", t_max]))
+        padded = int(batch["image"].shape[1])
+        resize = time_resize_crops(batch["image"], batch["crop_size"], args.image_size, args.resize_calls)
+        gflop = resize_crops_gflop_per_image(args.image_size, padded)
+        step_gflop = _train_step_gflop_per_image()
+        resize.update({
+            "what": f"colourise_tf.data.resize_crops(images, crop_size, {args.image_size}) on one batch "
+            f"of source (e), uint8 [{args.batch_size}, {padded}, {padded}, 3] -> [{args.batch_size}, "
+            f"{args.image_size}, {args.image_size}, 3], median of {args.resize_calls} calls (tf.function "
+            "and XLA round-robin, one untimed tracing call each), TensorFlow op pools at "
+            f"{intra} intra / {inter} inter-op thread(s)",
+            "gflop_per_image": round(gflop, 3),
+            "gflop_per_image_formula": "2 * 3 * S * P * (P + S), S = image size, P = padded side",
+            "train_step_gflop_per_image": step_gflop,
+            "resize_vs_train_step_flop": round(gflop / step_gflop, 4) if step_gflop else None,
+        })
+        for variant in ("tf_function", "xla"):
+            ms = resize[variant]["ms_per_image"]
+            resize[variant]["gflop_per_s"] = round(gflop / ms * 1000.0, 1)
+            resize[variant]["images_per_s_1_thread"] = round(1000.0 / ms, 1)
+            # If the step runs on this CPU: host pipeline per core + resize on the same core.
+            resize[variant]["images_per_s_per_core_with_host_pipeline"] = {
+                name: round(1000.0 / (1000.0 / summary[name]["images_per_s_per_core"] + ms), 1)
+                for name in ("d_shards_resize_on_device", "e_raw_shards_resize_on_device")
+            }
+        results["resize_crops_on_cpu"] = resize
+
         first = records[sorted(range(len(records)), key=lambda i: jpeg_sizes[i])[len(records) // 2]]
+        def name_of(record: bytes) -> bytes:
+            return bytes(tf.io.parse_single_example(
+                record, {"name": tf.io.FixedLenFeature([], tf.string)})["name"].numpy())
+
+        # The same image's record in the raw shards.
+        raw_first = {name_of(r): r for r in _shard_records(shard_dirs["raw"])}[name_of(first)]
         folder_files = sorted(os.listdir(folder))
         sizes = [os.path.getsize(os.path.join(folder, f)) for f in folder_files]
         median_file = folder_files[sorted(range(len(sizes)), key=lambda i: sizes[i])[len(sizes) // 2]]
@@ -576,8 +721,12 @@ def per_core(args, argv) -> dict:
             "thread(s); the window is the training window of the middle drawn scale, centred; "
             "sum_of_steps_ms = the steps the pipeline runs (parse for shards, decode_and_crop, resize, "
             "flip); 'whole_map_function_random_windows' is the pipeline's per-example function "
-            "(parse + window draw + decode_and_crop + resize + flip) with a new window per image",
-            **breakdown(first, folder_jpeg, shard_dir, args.image_size, args.calls),
+            "(parse + window draw + decode_and_crop + resize + flip) with a new window per image; "
+            "'whole_map_function_resize_on_device' the same with resize_on_device=True (parse + window "
+            "draw + decode_and_crop + flip + pad to the stored shorter side); raw_shard_image: the same "
+            "image's record in the raw shards (decode_raw + reshape + slice instead of decode_and_crop)",
+            **breakdown(first, folder_jpeg, shard_dir, args.image_size, args.calls,
+                        raw=(raw_first, shard_dirs["raw"])),
         }
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     util = [r["cpu_utilisation"] for name in sources for r in runs[name, t_max]]
@@ -592,23 +741,44 @@ def per_core(args, argv) -> dict:
         "CPU the process got.",
         "Breakdown figures are differences of medians; values within about +-0.05 ms of 0 (the "
         "record parse) are below the resolution on this machine.",
+        "With resize_on_device=True the batch is uint8 [B, P, P, 3] padded windows (P = the stored "
+        "shorter side) plus 'crop_size'; the training step resizes them with resize_crops. The "
+        "trainer's data.resize_on_device 'auto' leaves it off on a CPU-only host, where the step's "
+        "CPU would do that work ('resize_crops_on_cpu').",
     ]
 
-    for name in ("a_folder", "b_shards"):
+    for name in sources:
         s = summary[name]
         print(f"{name}: {s['images_per_s_per_core']:.0f} images/s per core ({t_max} threads / {t_max}), "
               f"{s['images_per_s_1_thread']:.0f} images/s on 1 thread")
-    print(f"shards vs folder: {ratios}")
-    print(f"target {TARGET_IMAGES_PER_S_PER_CORE} images/s/core for shards met: {summary['target_met']}")
+    print(f"shards vs folder: {summary['shards_vs_folder']}")
+    print(f"vs JPEG shards (b): { {n: r[f'{t_max}_thread']['median'] for n, r in summary['vs_b_shards'].items()} }")
+    print(f"raw shards: {results['raw_shards']['folder_kb_per_image']} kB per image")
+    print(f"target {TARGET_IMAGES_PER_S_PER_CORE} images/s/core met: {summary['target_met']}")
+    print(f"resize_crops on this CPU: tf.function {resize['tf_function']['ms_per_image']} ms/image, "
+          f"XLA {resize['xla']['ms_per_image']} ms/image ({resize['gflop_per_image']} GFLOP per image)")
     for part in ("shard_image", "folder_image"):
         b = results["breakdown"][part]
         print(f"{part} ({b['image']}, window {b['window_side']}): ms {b['ms']}, "
               f"sum of the pipeline's steps {b['sum_of_steps_ms']} ms")
+    if "raw_shard_image" in results["breakdown"]:
+        b = results["breakdown"]["raw_shard_image"]
+        print(f"raw_shard_image ({b['image']}): ms {b.get('ms')}")
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as f:
         json.dump(results, f, indent=2)
     print(f"wrote {args.output}")
     return results
+
+
+def _train_step_gflop_per_image() -> float | None:
+    """The training step's GFLOP per image from ``results/flops.json`` (None if absent)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "flops.json")
+    try:
+        with open(path) as f:
+            return float(json.load(f)["step"]["reference_gflop_per_image"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -618,7 +788,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--mode", choices=("folder", "per-core"), default="folder",
         help="folder: the modes above (default); per-core: images/s per CPU core from "
-        "JPEGs and from prepared shards (input_pipeline.json)",
+        "JPEGs and from prepared shards, JPEG and raw, resized on the host or on the device "
+        "(input_pipeline.json)",
     )
     parser.add_argument("--n", type=int, default=300, help="number of JPEGs to generate")
     parser.add_argument("--repeats", type=int, default=3)
@@ -632,6 +803,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", default="1,2", help="per-core: tf.data thread counts")
     parser.add_argument("--num-shards", type=int, default=4, help="per-core: shard files")
     parser.add_argument("--calls", type=int, default=300, help="per-core: calls per op in the breakdown")
+    parser.add_argument("--resize-calls", type=int, default=7, help="per-core: timed calls of resize_crops")
     args = parser.parse_args(argv)
     if args.mode == "per-core":
         args.batch_size = args.batch_size or 64

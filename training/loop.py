@@ -498,11 +498,6 @@ def _run_training(
         tf.train.Checkpoint(**ckpt_objects).read(latest).expect_partial()
         start_step = int(trainer.step.numpy())
         log.info("resuming %s from step %d", latest, start_step)
-    # Created and written once the run is known to start (bad settings leave no empty
-    # directory, a rejected resume leaves the old config).
-    fileio.makedirs(workdir)
-    save_config(cfg, fileio.join(workdir, "config.json"))
-
     # How the replicas get their input (see :func:`input_mode`). Plain and host-split
     # iterators are tf.data iterators, saved in checkpoints (exact resume); the
     # distributed iterators of per-replica input are not Trackable (tensorflow#56372),
@@ -537,7 +532,14 @@ def _run_training(
             dataset = _build_train_dataset(cfg, report, skip_batches=start_step)
         iterator = iter(dataset)
         if mode == "host":
-            log.info("input: global batches of %d split over %d replicas on the host", cfg.data.batch_size, strategy.num_replicas_in_sync)
+            log.info(
+                "input: global batches of %d split over %d replicas on the host",
+                cfg.data.batch_size, strategy.num_replicas_in_sync,
+            )
+    # Created and written once the run is known to start (bad settings or data leave no
+    # empty directory, a rejected resume leaves the old config).
+    fileio.makedirs(workdir)
+    save_config(cfg, fileio.join(workdir, "config.json"))
     if iterator_saved:
         ckpt_objects = dict(ckpt_objects, iterator=iterator)
     ckpt = tf.train.Checkpoint(**ckpt_objects)
