@@ -47,9 +47,8 @@ def _strategy(replicas: int) -> tf.distribute.Strategy:
     return strategy
 
 
-def _two_steps(cfg, replicas: int, batches):
-    """Two GAN steps on the given global batches; returns (weight changes, metrics per step)."""
-    from training.loop import _split_over_replicas
+def _seeded_trainer(cfg, replicas: int):
+    """(strategy, trainer, trainable variables, their initial values), seeded alike."""
     from training.trainer import GANTrainer
 
     keras.utils.set_random_seed(3)
@@ -60,7 +59,14 @@ def _two_steps(cfg, replicas: int, batches):
     for opt in (trainer.g_opt, trainer.d_opt):
         opt.epsilon = 10.0
     variables = trainer.generator.trainable_variables + trainer.discriminator.trainable_variables
-    start = [v.numpy() for v in variables]
+    return strategy, trainer, variables, [v.numpy() for v in variables]
+
+
+def _two_steps(cfg, replicas: int, batches):
+    """Two GAN steps on the given global batches; returns (weight changes, metrics per step)."""
+    from training.loop import _split_over_replicas
+
+    strategy, trainer, variables, start = _seeded_trainer(cfg, replicas)
     metrics = []
     for batch in batches:
         dist = batch if replicas == 1 else _split_over_replicas(strategy, batch)
@@ -95,15 +101,7 @@ def _two_steps_in_one_call(cfg, replicas: int, batches, mode: str):
     """The same two steps in ONE ``train_loop`` call, fed as the training loop feeds
     them: global batches sliced on the host (``host``), or per-replica batches from
     ``distribute_datasets_from_function`` (``per_replica``)."""
-    from training.trainer import GANTrainer
-
-    keras.utils.set_random_seed(3)
-    strategy = _strategy(replicas)
-    trainer = GANTrainer(cfg, strategy)
-    for opt in (trainer.g_opt, trainer.d_opt):
-        opt.epsilon = 10.0
-    variables = trainer.generator.trainable_variables + trainer.discriminator.trainable_variables
-    start = [v.numpy() for v in variables]
+    strategy, trainer, variables, start = _seeded_trainer(cfg, replicas)
     images = tf.concat([b["image"] for b in batches], axis=0)
     if mode == "host":
         iterator = iter(tf.data.Dataset.from_tensor_slices({"image": images}).batch(cfg.data.batch_size))
@@ -395,8 +393,15 @@ def test_whole_training_step_compiles_with_xla(preset):
     assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
     after = [v.numpy() for v in trainer.generator.trainable_variables]
     assert any(np.abs(a - b).max() > 0 for a, b in zip(before, after))
-    fn = next(iter(trainer._train_fns.values()))
-    assert fn._jit_compile  # compiled as one XLA cluster, not just traced
+    # The replica step (everything but reading the input) is one XLA cluster: the
+    # traced step calls it through an op marked _XlaMustCompile.
+    (fn,) = trainer._train_fns.values()
+    graph = fn.get_concrete_function(batch).graph
+    xla_calls = [
+        op for op in graph.get_operations()
+        if "_XlaMustCompile" in op.node_def.attr and op.node_def.attr["_XlaMustCompile"].b
+    ]
+    assert len(xla_calls) == 1, [op.type for op in graph.get_operations()]
 
 
 WORKER_READS = """
