@@ -22,7 +22,7 @@ Conventions
   arguments so the branch ``tf.where`` does not take cannot produce ``inf * 0 = NaN``
   in the backward pass.
 
-YUV follows ITU-R BT.601 exactly as written in seed 001 (the ``dcgan-sky`` presets):
+YUV follows ITU-R BT.601 exactly as written in the DCGAN report (the ``dcgan-sky`` presets):
 ``Y = .299 R + .587 G + .114 B``, ``U = -.168736 R - .331264 G + .5 B``,
 ``V = .5 R - .418688 G - .081312 B`` and the inverse ``R = Y + 1.4075 V``,
 ``G = Y - .3455 U - .7169 V``, ``B = Y + 1.7790 U``, here on the float scale
@@ -87,7 +87,7 @@ _DELTA_CUBE = _DELTA**3
 _LIN_SLOPE = 1.0 / (3.0 * _DELTA**2)
 _LIN_OFFSET = 4.0 / 29.0
 
-# BT.601 as written in seed 001 (float scale).
+# BT.601 as written in the DCGAN report (float scale).
 _YUV_FROM_RGB = np.array(
     [
         [0.299, 0.587, 0.114],
@@ -223,7 +223,7 @@ def lab_to_rgb(lab) -> tf.Tensor:
 
 
 def rgb_to_yuv(rgb) -> tf.Tensor:
-    """sRGB -> BT.601 YUV as in seed 001: Y in ``[0, 1]``, U/V in ``[-0.5, 0.5]``.
+    """sRGB -> BT.601 YUV as in the DCGAN report: Y in ``[0, 1]``, U/V in ``[-0.5, 0.5]``.
 
     The seed works on the gamma-encoded values (no linearisation), as BT.601 does.
     """
@@ -231,7 +231,7 @@ def rgb_to_yuv(rgb) -> tf.Tensor:
 
 
 def yuv_to_rgb(yuv) -> tf.Tensor:
-    """BT.601 YUV (float scale) -> sRGB float32, clipped to ``[0, 1]``; seed 001's
+    """BT.601 YUV (float scale) -> sRGB float32, clipped to ``[0, 1]``; the DCGAN report's
     rounded coefficients."""
     rgb = _matmul3(tf.cast(yuv, tf.float32), _RGB_FROM_YUV)
     return tf.clip_by_value(rgb, 0.0, 1.0)
@@ -274,7 +274,7 @@ def rgb_to_model(rgb, colour_space: str = "lab") -> tuple[tf.Tensor, tf.Tensor]:
     Args:
         rgb: ``[..., 3]`` image(s).
         colour_space: ``"lab"`` (grey = L/50-1, chroma = ab/110) or ``"yuv"``
-            (grey = 2Y-1, chroma = 2·UV, seed 001).
+            (grey = 2Y-1, chroma = 2·UV, the DCGAN report).
     """
     if colour_space == "lab":
         return lab_to_model(rgb_to_lab(rgb))

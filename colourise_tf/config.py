@@ -2,7 +2,7 @@
 
 An experiment is one :class:`ExperimentConfig` made of five frozen sections
 (:class:`ModelConfig`, :class:`LossConfig`, :class:`DataConfig`, :class:`OptimConfig`,
-:class:`TrainConfig`). Every system described in the seeds is registered as a named
+:class:`TrainConfig`). Every system described in the papers is registered as a named
 preset (see :func:`list_presets`); a run starts from a preset and applies
 ``section.field=value`` overrides::
 
@@ -65,9 +65,9 @@ CPU_KERNEL_MODES = ("auto", "on", "off")
 #: per_replica when the global batch divides evenly over the replicas, else host.
 INPUT_DISTRIBUTIONS = ("auto", "per_replica", "host")
 
-# Seed 000 §IV-B: e64:e128:e256:e512:e512:e512:e512 (the decoder mirrors it).
+# Górriz et al. 2019 §IV-B: e64:e128:e256:e512:e512:e512:e512 (the decoder mirrors it).
 UNET_256 = (64, 128, 256, 512, 512, 512, 512)
-# Seed 004 §1.2: 4 down / 4 up on CIFAR-10 32x32.
+# Ehrenberg §1.2: 4 down / 4 up on CIFAR-10 32x32.
 UNET_32 = (64, 128, 256, 512)
 PATCHGAN_70 = (64, 128, 256, 512)
 
@@ -90,16 +90,16 @@ class ModelConfig:
     """Generator / discriminator architecture.
 
     Attributes:
-        generator: ``unet`` (seed 000 §IV-B, seed 004 §1.2), ``resnet`` (seed 004 §1.1),
-            ``dcgan`` / ``dcgan-advanced`` (seed 001), ``unet-seg-shared`` /
-            ``unet-seg-separate`` (seed 002 §4.3).
-        discriminator: ``patchgan`` (70x70 for 4 widths), ``pixelgan`` (1x1, seed 004),
-            ``dcgan`` (one logit per image, seed 001) or ``none``.
+        generator: ``unet`` (Górriz et al. 2019 §IV-B, Ehrenberg §1.2), ``resnet`` (Ehrenberg §1.1),
+            ``dcgan`` / ``dcgan-advanced`` (the DCGAN report), ``unet-seg-shared`` /
+            ``unet-seg-separate`` (Tarrés 2021 §4.3).
+        discriminator: ``patchgan`` (70x70 for 4 widths), ``pixelgan`` (1x1, Ehrenberg),
+            ``dcgan`` (one logit per image, the DCGAN report) or ``none``.
         image_size: native (training) resolution in pixels, square.
-        colour_space: ``lab`` (L + ab) or ``yuv`` (Y + UV, seed 001).
+        colour_space: ``lab`` (L + ab) or ``yuv`` (Y + UV, the DCGAN report).
         num_scales: number of discriminator copies on x1, x2, x4... average-pooled inputs.
-        noise_channel: seed 001: an extra N(0, 1) input channel for G.
-        mask_channel: seed 003: G gets a binary mask and the 2 hint chroma channels; D
+        noise_channel: the DCGAN report: an extra N(0, 1) input channel for G.
+        mask_channel: the IMPA project: G gets a binary mask and the 2 hint chroma channels; D
             gets the mask as an extra channel.
         n_classes: number of segmentation classes (21 for Pascal VOC); 0 otherwise.
         gen_filters: generator widths. U-Net: encoder widths, one per stride-2 level
@@ -108,14 +108,14 @@ class ModelConfig:
             width per stride-2 downsampling (residual blocks use the last). DCGAN: the
             widths of layers 1-4 (layers 5-6 mirror widths 3 and 2).
         gen_norm: ``none`` | ``batch`` | ``instance`` | ``ibn`` for the generator.
-        gen_first_norm: normalise the first (input) layer too. Seed 000 says no
-            ("to avoid sample oscillation"); seed 004 §1.2 puts BN after every conv.
-        gen_spectral_norm: spectral normalisation on every generator conv (seed 000
+        gen_first_norm: normalise the first (input) layer too. Górriz et al. 2019 says no
+            ("to avoid sample oscillation"); Ehrenberg §1.2 puts BN after every conv.
+        gen_spectral_norm: spectral normalisation on every generator conv (Górriz et al. 2019
             §IV-B puts it in the U-Net blocks).
         gen_dropout: dropout rate in the first ``gen_dropout_blocks`` decoder blocks.
         gen_dropout_blocks: pix2pix uses 3.
         gen_init: ``normal`` = N(0, 0.02) kernels and N(1, 0.02) norm scales (pix2pix,
-            DCGAN) or any Keras initializer name, e.g. ``glorot_uniform`` (seed 004 §1.1;
+            DCGAN) or any Keras initializer name, e.g. ``glorot_uniform`` (Ehrenberg §1.1;
             norm scales then start at 1).
         resnet_blocks: residual blocks of the ResNet generator (9 as in pix2pix/CycleGAN).
         disc_filters: discriminator widths. PatchGAN: all but the last are stride-2 4x4
@@ -125,14 +125,14 @@ class ModelConfig:
         disc_norm: normalisation of every discriminator layer except the first.
         disc_spectral_norm: spectral normalisation on every discriminator conv/dense.
         disc_init: like ``gen_init``.
-        disc_tanh_head: seed 004: the discriminator ends in tanh. We return the
+        disc_tanh_head: Ehrenberg: the discriminator ends in tanh. We return the
             equivalent logit ``2 z`` (see :mod:`colourise_tf.discriminators`).
         ibn_levels: IBN uses instance+batch norm in layers whose output is at most
             ``ibn_levels`` stride-2 levels below the input resolution, batch norm
             deeper; 0 = half the network's depth, rounded up. See
             :mod:`colourise_tf.layers`.
         ibn_ratio: fraction of channels instance-normalised in an IBN layer.
-        leaky_slope: LeakyReLU negative slope (0.2 throughout the seeds).
+        leaky_slope: LeakyReLU negative slope (0.2 throughout the papers).
         bn_momentum: Keras BatchNormalization momentum (0.9 = PyTorch's 0.1).
         norm_epsilon: epsilon of all normalisation layers (PyTorch's 1e-5).
     """
@@ -225,7 +225,7 @@ class LossConfig:
     # What a mask-channel model learns (training/trainer.py):
     #   hints   -- G gets the mask and the true ab inside it and colours the whole image
     #              (hint-guided); the mask loss is squared L2 to the hints where the mask is set.
-    #   partial -- seed 003's stated target: G gets only the mask (zero hints) and learns to
+    #   partial -- the IMPA project's stated target: G gets only the mask (zero hints) and learns to
     #              colour inside it and leave the rest grey: every chroma target (L1, D's
     #              real input, feature loss) is mask * ab, and the mask loss runs over all pixels.
     mask_target: str = "hints"
@@ -255,7 +255,7 @@ class DataConfig:
     cache: bool = False
     deterministic: bool = True
     segmentation_key: str | None = None
-    augment: bool = True  # random scale/crop/flip in training (seed 001: none)
+    augment: bool = True  # random scale/crop/flip in training (the DCGAN report: none)
     # Prepared shards: resize each crop to the model size in the training step (on the
     # accelerator) instead of on the host. auto = when TensorFlow sees a GPU or TPU.
     resize_on_device: str = "auto"
@@ -306,7 +306,7 @@ class TrainConfig:
     # (on a CPU-only host, 2 ops at a time on half the cores each), 0 = TF's default.
     intra_op_threads: int | None = None
     inter_op_threads: int | None = None
-    # unet-seg-separate (seed 002 S4.3.2): for the first N steps only the segmentation
+    # unet-seg-separate (Tarrés 2021 S4.3.2): for the first N steps only the segmentation
     # loss trains (encoder + segmentation decoder); then encoder + colour decoder train on
     # both losses with the segmentation decoder frozen. 0 = both from the start.
     seg_pretrain_steps: int = 0
@@ -367,7 +367,7 @@ _SECTIONS: dict[str, type] = {
 _PRESETS: dict[str, ExperimentConfig] = {}
 
 
-#: Seeds 000 (SIV-A) and 002 (S5.1): train on the 50,000 ILSVRC-2012 validation images,
+#: Górriz et al. 2019 (SIV-A) and 002 (S5.1): train on the 50,000 ILSVRC-2012 validation images,
 #: test on 10 images per class of ``train`` (``colourise_tf.data``'s gorriz-* splits).
 IMAGENET_GORRIZ = DataConfig(dataset="imagenet2012", split="gorriz-train", eval_split="gorriz-test")
 
@@ -421,9 +421,9 @@ def _gorriz(name: str, norm: str, sn: bool, scales: int, row: str) -> Experiment
         loss=LossConfig(adversarial="non_saturating", reconstruction_weight=100.0),
         data=IMAGENET_GORRIZ,
         description=(
-            f"Seed 000 Table I row '{row}': U-Net e64:e128:e256:e512:e512:e512:e512 - "
+            f"Górriz et al. 2019 Table I row '{row}': U-Net e64:e128:e256:e512:e512:e512:e512 - "
             f"d512:d512:d512:d256:d128:d64 + 70x70 PatchGAN, {norm} normalisation"
-            + (", spectral norm in G and D (seed 000 SIV-B / SIII-C)" if sn else "")
+            + (", spectral norm in G and D (Górriz et al. 2019 SIV-B / SIII-C)" if sn else "")
             + (f", {scales} discriminator scales (x1, x2, x4; eq. 6)" if scales > 1 else "")
             + ", 256x256 CIE Lab, ILSVRC-2012." + _GORRIZ_LOSS_NOTE
         ),
@@ -439,7 +439,7 @@ def _register_all() -> None:
             loss=LossConfig(adversarial="none", reconstruction_weight=1.0),
             data=IMAGENET_GORRIZ,
             description=(
-                "Seed 002 S4.1.1: the pix2pix U-Net (BN, 256x256 Lab) trained with L1 only; "
+                "Tarrés 2021 S4.1.1: the pix2pix U-Net (BN, 256x256 Lab) trained with L1 only; "
                 "no discriminator. Desaturated by design (regression to the mean)."
             ),
         )
@@ -451,7 +451,7 @@ def _register_all() -> None:
             loss=LossConfig(adversarial="non_saturating", reconstruction_weight=100.0),
             data=IMAGENET_GORRIZ,
             description=(
-                "Seed 000 SIV-B / seed 002 S4.1.2: U-Net (BN, dropout 0.5 in the first 3 decoder "
+                "Górriz et al. 2019 SIV-B / Tarrés 2021 S4.1.2: U-Net (BN, dropout 0.5 in the first 3 decoder "
                 "blocks) + 70x70 PatchGAN (BN), non-saturating GAN loss + 100 * L1, 256x256 Lab, "
                 "N(0, 0.02) init, Adam 2e-4 / 0.5."
             ),
@@ -477,7 +477,7 @@ def _register_all() -> None:
                 base.loss, feature_weight=1e-5, feature_backbone="vgg16", feature_layer="block3_conv3"
             ),
             description=(
-                "Seed 002 S4.2 / S5.1: the Gorriz model (IBN + SN + MD, the BBC baseline) plus a "
+                "Tarrés 2021 S4.2 / S5.1: the Gorriz model (IBN + SN + MD, the BBC baseline) plus a "
                 "feature-reconstruction loss on ImageNet VGG16 `block3_conv3`, weight 1e-5; "
                 "256x256 Lab, ILSVRC-2012. Adversarial loss as the gorriz-* presets." + _GORRIZ_LOSS_NOTE
             ),
@@ -491,7 +491,7 @@ def _register_all() -> None:
                 base.loss, feature_weight=1e-5, feature_backbone="resnet50", feature_layer="conv2_block3_out"
             ),
             description=(
-                "Seed 002 S4.2 / Table 2 'ResNet' row: as tarres-vgg16 with an ImageNet ResNet50 "
+                "Tarrés 2021 S4.2 / Table 2 'ResNet' row: as tarres-vgg16 with an ImageNet ResNet50 "
                 "backbone. The seed does not name the layer; we use `conv2_block3_out` (stride 4, "
                 "256 channels: the same resolution and width as VGG16 block3_conv3)."
                 + _GORRIZ_LOSS_NOTE
@@ -514,7 +514,7 @@ def _register_all() -> None:
             loss=LossConfig(adversarial="none", reconstruction_weight=1.0, segmentation_weight=1.0),
             data=DataConfig(dataset="samples"),
             description=(
-                "Seed 002 S4.3.1: U-Net with a shared decoder whose last layer outputs 2 * n_classes "
+                "Tarrés 2021 S4.3.1: U-Net with a shared decoder whose last layer outputs 2 * n_classes "
                 "chroma channels (an ab pair per class)." + seg_note
             ),
         )
@@ -529,7 +529,7 @@ def _register_all() -> None:
             data=DataConfig(dataset="samples"),
             train=TrainConfig(seg_pretrain_steps=10_000),
             description=(
-                "Seed 002 S4.3.2: shared U-Net encoder, two decoders: a colour head (2 ab channels, "
+                "Tarrés 2021 S4.3.2: shared U-Net encoder, two decoders: a colour head (2 ab channels, "
                 "tanh) and a segmentation head (n_classes logits). The segmentation term is the "
                 "trainer's per-pixel cross-entropy. Two stages as the seed describes: segmentation "
                 "alone first (train.seg_pretrain_steps=10000, 10% of the schedule: the seed says "
@@ -567,7 +567,7 @@ def _register_all() -> None:
             model=dcgan_model,
             loss=LossConfig(adversarial="non_saturating", reconstruction_weight=100.0),
             data=DataConfig(dataset="samples", augment=False),
-            description="Seed 001 S V-A: conditional DCGAN baseline. " + dcgan_desc,
+            description="The DCGAN report S V-A: conditional DCGAN baseline. " + dcgan_desc,
         )
     )
     register_preset(
@@ -577,7 +577,7 @@ def _register_all() -> None:
             loss=LossConfig(adversarial="non_saturating", reconstruction_weight=100.0),
             data=DataConfig(dataset="samples", augment=False),
             description=(
-                "Seed 001 S V-B: the 'more advanced' DCGAN: the input is concatenated with the "
+                "The DCGAN report S V-B: the 'more advanced' DCGAN: the input is concatenated with the "
                 "CNN's output and one more conv makes the colour. " + dcgan_desc
             ),
         )
@@ -595,9 +595,9 @@ def _register_all() -> None:
             loss=LossConfig(adversarial="non_saturating", reconstruction_weight=100.0, mask_weight=100.0),
             data=DataConfig(dataset="oxford_flowers102"),
             description=(
-                "Seed 003: spatial control. G gets L + binary mask + hint ab (hints = ab inside the "
+                "The IMPA project: spatial control. G gets L + binary mask + hint ab (hints = ab inside the "
                 "mask); D gets concat(L, ab, mask). Squared-L2 mask loss. The seed's 11-layer U-Net "
-                "and discriminator are not specified further, so we use the seed-000 U-Net and the "
+                "and discriminator are not specified further, so we use the U-Net of Górriz et al. 2019 and the "
                 "70x70 PatchGAN at 256x256 Lab; non-saturating GAN + 100 * L1 (pix2pix); the seed "
                 "gives no mask-loss weight, we use 100 (same order as the L1 term). Seed data: "
                 "17-category flowers; TFDS offers oxford_flowers102. With loss.mask_target=partial "
@@ -627,7 +627,7 @@ def _register_all() -> None:
             loss=LossConfig(adversarial="non_saturating", reconstruction_weight=100.0),
             data=DataConfig(dataset="places365_small"),
             description=(
-                "Seed 004 S1.1: ResNet generator (c7s1-64, two stride-2 downsamplings, 9 residual "
+                "Ehrenberg S1.1: ResNet generator (c7s1-64, two stride-2 downsamplings, 9 residual "
                 "blocks, two upsamplings, 7x7 conv + tanh; BN + ReLU; Xavier-uniform init) + 70x70 "
                 "PatchGAN with spectral norm and LeakyReLU(0.2), tanh head (returned as the logit "
                 "2z); 256x256 Lab, Places365. pix2pix loss (vanilla GAN + 100 * L1) as in the "
@@ -664,7 +664,7 @@ def _register_all() -> None:
             model=pixel_model,
             loss=LossConfig(adversarial="non_saturating", reconstruction_weight=100.0),
             data=DataConfig(dataset="cifar10"),
-            description="Seed 004 S1.2: " + pixel_desc.format(mid="spectral norm"),
+            description="Ehrenberg S1.2: " + pixel_desc.format(mid="spectral norm"),
         )
     )
     register_preset(
@@ -673,7 +673,7 @@ def _register_all() -> None:
             model=dataclasses.replace(pixel_model, disc_norm="batch", disc_spectral_norm=False),
             loss=LossConfig(adversarial="non_saturating", reconstruction_weight=100.0),
             data=DataConfig(dataset="cifar10"),
-            description="Seed 004 S1.3: " + pixel_desc.format(mid="batch norm"),
+            description="Ehrenberg S1.3: " + pixel_desc.format(mid="batch norm"),
         )
     )
     register_preset(

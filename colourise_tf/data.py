@@ -12,7 +12,7 @@ Data flow (host side, one direction)::
       -> [repeat]                when not repeated above (caching, selection, eval)
       -> [shuffle, seeded]       only when caching / selecting (otherwise done above)
       -> geometry (parallel)     train: random scale + crop + flip; eval: resize + centre crop
-      -> [mask]                  synthetic partial-colour masks (seed 003)
+      -> [mask]                  synthetic partial-colour masks (the IMPA project)
       -> batch -> prefetch(AUTOTUNE)
 
 The output is ``{"image": uint8 [B, S, S, 3]}`` (plus ``"mask"`` float32 ``[B, S, S, 1]``
@@ -143,7 +143,7 @@ MASK_KINDS = masks_lib.MASK_KINDS  # the mask kinds of the partial-mask preset
 #: Training resizes the shorter side to a random size in ``[S, round(S * jitter)]``.
 TRAIN_SCALE_JITTER = 1.15
 
-#: Górriz et al. (seed 000, §IV-A) test split: this many images per class from ``train``.
+#: Górriz et al. (2019, §IV-A) test split: this many images per class from ``train``.
 GORRIZ_PER_CLASS = 10
 
 _SKIMAGE_FILES = {
@@ -1419,7 +1419,7 @@ def build_dataset(
         split: TFDS split (any TFDS split expression), or ``"gorriz-train"`` (the
             50,000 ImageNet ``validation`` images) / ``"gorriz-test"`` (the first
             :data:`GORRIZ_PER_CLASS` colour images of each class in TFDS's
-            deterministic ``train`` order), the seed-000 protocol. Ignored for files.
+            deterministic ``train`` order), the Górriz et al. 2019 protocol. Ignored for files.
         image_size: side ``S`` of the square output.
         batch_size: examples per batch (per input pipeline: under ``tf.distribute``
             the caller passes ``input_context.get_per_replica_batch_size(...)``).
@@ -1439,7 +1439,7 @@ def build_dataset(
             ``"segmentation"`` with the image's geometry (nearest-neighbour).
         augment: with ``training``, the random scale/crop/flip; ``False`` gives every
             training example the evaluation geometry (resize + centre crop) while
-            keeping the shuffling and repetition (seed 001 trains without augmentation).
+            keeping the shuffling and repetition (the DCGAN report trains without augmentation).
         repeat: repeat forever; default ``training``.
         drop_remainder: drop a last partial batch; default ``training``.
         report: filled with skipped files and greyscale images as the dataset runs.

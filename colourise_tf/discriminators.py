@@ -6,7 +6,7 @@ scale: ``[B, H_n, W_n, 1]`` for PatchGAN / PixelGAN, ``[[B, 1]]`` for DCGAN. The
 is always a list, also for one scale (:class:`ListOutputModel`; a plain functional
 Keras model unwraps one-element output lists).
 
-PatchGAN (pix2pix; seed 000 §IV-B)
+PatchGAN (pix2pix; Górriz et al. 2019 §IV-B)
 ----------------------------------
 ``filters = (64, 128, 256, 512)``: three 4x4 stride-2 convs (64, 128, 256), one 4x4
 stride-1 conv (512), one 4x4 stride-1 conv to 1 channel; every conv pads 1 pixel per
@@ -18,28 +18,28 @@ In general all but the last width are stride-2 layers. The smallest valid input 
 24x24 for four widths (:func:`patchgan_min_input_size`), so 3 scales need >= 96x96:
 a static input smaller than that raises ``ValueError`` (:class:`MinSizeCheck`).
 
-PixelGAN (seed 004 §1.2 / §1.3)
+PixelGAN (Ehrenberg §1.2 / §1.3)
 -------------------------------
 Five 1x1 convs: ``filters[0]`` with no norm + LeakyReLU(0.2); ``filters[1..3]`` with
 SN (``spectral_norm``) or the norm choice (``norm="batch"``) + LeakyReLU(0.2); a last
 1x1 conv to 1 channel (no norm, no SN). Receptive field 1x1; output ``[B, H, W, 1]``.
 
-tanh heads (seed 004)
+tanh heads (Ehrenberg)
 ---------------------
-Seed 004's discriminators end in tanh. Reading the tanh output as a probability
+Ehrenberg's discriminators end in tanh. Reading the tanh output as a probability
 ``p = (tanh(z) + 1) / 2`` gives exactly ``p = sigmoid(2 z)`` (since
 ``tanh(z) = 2 sigmoid(2z) - 1``). With ``tanh_head=True`` we therefore return the logit
 ``2 z`` (z = the last conv's pre-activation): every logit-based loss
 (``sigmoid_cross_entropy(2z)``) then equals the seed's tanh discriminator read as a
 probability, with no saturation-prone ``log(1 + tanh)`` in the graph.
 
-DCGAN (seed 001)
+DCGAN (the DCGAN report)
 ----------------
 Four 4x4 stride-2 convs (64, 128, 256, 512; "same" padding; no norm on the first,
 then norm; LeakyReLU(0.2)), flatten, dense -> one logit per image ``[B, 1]``. The
 seed's 2-way softmax classifier is equivalent to one sigmoid logit. Fixed input size.
 
-Multi-scale (seed 000 §III-D, eq. 6)
+Multi-scale (Górriz et al. 2019 §III-D, eq. 6)
 ------------------------------------
 ``num_scales`` copies with separate weights; copy ``n`` sees the input average-pooled
 by ``2**n`` (a 2x2 average pool applied ``n`` times); the outputs are returned as a list
@@ -145,7 +145,7 @@ def patchgan_discriminator(
         norm: norm of every layer but the first (``ibn`` split by depth).
         spectral_norm: SN on every conv, the output conv included.
         init: kernel init scheme.
-        tanh_head: seed-004 tanh output, returned as the logit ``2 z``.
+        tanh_head: Ehrenberg tanh output, returned as the logit ``2 z``.
         Other arguments: see :class:`colourise_tf.layers.ConvBlock`.
     """
     common = dict(
@@ -185,7 +185,7 @@ def pixelgan_discriminator(
     leaky_slope: float = 0.2,
     name: str = "pixelgan",
 ) -> keras.Model:
-    """Seed 004's 1x1 PatchGAN ("PixelGAN"). Returns logits ``[B, H, W, 1]``.
+    """Ehrenberg's 1x1 PatchGAN ("PixelGAN"). Returns logits ``[B, H, W, 1]``.
 
     Args:
         filters: the four hidden widths; SN / ``norm`` apply to ``filters[1:]`` only.
@@ -224,7 +224,7 @@ def dcgan_discriminator(
     leaky_slope: float = 0.2,
     name: str = "dcgan",
 ) -> keras.Model:
-    """Seed 001's discriminator: 4 stride-2 convs + a dense classifier -> ``[B, 1]`` logit."""
+    """The DCGAN report's discriminator: 4 stride-2 convs + a dense classifier -> ``[B, 1]`` logit."""
     common = dict(
         init=init, ibn_ratio=ibn_ratio, bn_momentum=bn_momentum, norm_epsilon=norm_epsilon, leaky_slope=leaky_slope
     )

@@ -7,12 +7,12 @@ output directory:
 
 * ``evaluation.json``: every metric of every model, the settings, the dataset and
   the number of images, plus the a/b histogram counts (enough to re-plot);
-* ``evaluation.md``: seed 000 Table I (``Method | L1 | PSNR [dB] | Lperc``), seed 002
+* ``evaluation.md``: Górriz et al. 2019 Table I (``Method | L1 | PSNR [dB] | Lperc``), Tarrés 2021
   Table 2 (``Models | JS a | JS b | KL a | KL b | PSNR | SSIM``) and a table of
   colourfulness (generated vs real), the chroma ΔE and the discriminator accuracy on
   real / generated pairs (run directories only: exports carry no discriminator);
 * ``ab_histograms.png`` (1200 x 500 px): the a and b histograms of every model beside
-  the ground truth, log-scale y (seed 000 Fig. 4, seed 002 Fig. 8).
+  the ground truth, log-scale y (Górriz et al. 2019 Fig. 4, Tarrés 2021 Fig. 8).
 
 Command line (``colourise-eval``, ``make eval``)::
 
@@ -44,8 +44,8 @@ Evaluation protocol
 * **Generated image.** The model's grey input is the real image's L (Lab models) or Y
   (YUV models) at model size. Inference is deterministic (``sample=None``: dropout
   off, batch-norm moving statistics -- the numbers the exports give); noise channels
-  (seed 001) are drawn from the stateless seed ``(seed, batch index)``, so runs are
-  reproducible; mask models (seed 003) get an empty mask and no hints (automatic
+  (the DCGAN report) are drawn from the stateless seed ``(seed, batch index)``, so runs are
+  reproducible; mask models (the IMPA project) get an empty mask and no hints (automatic
   colourisation), except those trained with ``loss.mask_target=partial``, which
   colour inside their mask only and get a full mask. The predicted chroma is
   recombined with the **real** lightness: Lab models give ``Lab = (L_real, 110 ·
@@ -59,7 +59,7 @@ Evaluation protocol
     as ``null`` in the JSON and ``∞`` in the tables);
   - L1 = mean ``|Δa|, |Δb|`` and L2 = mean per-pixel ``sqrt(Δa² + Δb²)``, in Lab units
     (:func:`~colourise_tf.metrics.ab_l1`, :func:`~colourise_tf.metrics.ab_l2`);
-  - Lperc: seed 000 eq. 7 on VGG19 ``relu{1..5}_1``
+  - Lperc: Górriz et al. 2019 eq. 7 on VGG19 ``relu{1..5}_1``
     (:class:`~colourise_tf.metrics.PerceptualDistance`), ImageNet weights by default;
     ``perceptual_weights=None`` (CLI ``--perceptual-weights none``) skips it, a path
     loads a local ``vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5``;
@@ -126,7 +126,7 @@ logger = logging.getLogger("colourise_tf.evaluate")
 
 GREY_BASELINE_NAME = "L only (grey)"
 GROUND_TRUTH_NAME = "Ground truth"
-#: Column headers of the Markdown tables (seed 000 Table I, seed 002 Table 2).
+#: Column headers of the Markdown tables (Górriz et al. 2019 Table I, Tarrés 2021 Table 2).
 TABLE_I_HEADER = ("Method", "L1", "PSNR [dB]", "Lperc")
 TABLE_2_HEADER = ("Models", "JS a", "JS b", "KL a", "KL b", "PSNR", "SSIM")
 TABLE_COLOUR_HEADER = (
@@ -244,7 +244,7 @@ class EvaluationResult:
         }
 
     def markdown(self) -> str:
-        """The report: seed 000 Table I, seed 002 Table 2 and a colour / D table."""
+        """The report: Górriz et al. 2019 Table I, Tarrés 2021 Table 2 and a colour / D table."""
         rows = self.models + self.baselines
         ds = self.dataset
         split = f", split `{ds['split']}`" if ds.get("split") else ""
@@ -261,7 +261,7 @@ class EvaluationResult:
             "histograms over the whole set"
             + ("; Lperc skipped (no VGG19 weights)." if perc is None else f"; Lperc on VGG19 ({perc})."),
             "",
-            "## Table I (seed 000)",
+            "## Table I (Górriz et al. 2019)",
             "",
             _md_row(TABLE_I_HEADER),
             _md_rule(TABLE_I_HEADER),
@@ -269,7 +269,7 @@ class EvaluationResult:
         for r in rows:
             m = r.metrics
             lines.append(_md_row((r.name, _fmt(m["l1"], 2), _fmt_psnr(m["psnr"]), _fmt(m["lperc"], 2))))
-        lines += ["", "## Table 2 (seed 002)", "", _md_row(TABLE_2_HEADER), _md_rule(TABLE_2_HEADER)]
+        lines += ["", "## Table 2 (Tarrés 2021)", "", _md_row(TABLE_2_HEADER), _md_rule(TABLE_2_HEADER)]
         for r in rows:
             m = r.metrics
             lines.append(
@@ -620,7 +620,7 @@ def _generate(
     grey, _ = colour.rgb_to_model(images, spec.colour_space)
     grey_small = _resize(grey, spec.image_size, "area")
     # Mask models get an empty mask (automatic colourisation); those that colour inside
-    # the mask only (seed 003's target) get a full one, so they colour the whole image.
+    # the mask only (the IMPA project's target) get a full one, so they colour the whole image.
     full_mask = getattr(model.predictor, "colours_inside_mask_only", False)
     g_in = inference.generator_input(grey_small, spec, seed=seed, full_mask=full_mask)
     chroma_small = tf.cast(inference.pick_chroma(model.predictor.chroma(g_in), spec), tf.float32)
@@ -753,7 +753,7 @@ def evaluate_models(
             predictors.
         dataset: ``"samples"``, a folder / glob / file, or a TFDS name (see
             :func:`colourise_tf.data.build_dataset`).
-        split: TFDS split; default ``"gorriz-test"`` for ``imagenet2012`` (seed 000's
+        split: TFDS split; default ``"gorriz-test"`` for ``imagenet2012`` (Górriz et al. 2019's
             10 images per class), ``"test"`` for other TFDS datasets. Ignored for files.
         image_size: evaluation size for every model; default each model's own size
             (models of different sizes then get one pass over the data per size).
@@ -949,8 +949,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="colourise-eval",
         description=(
             "Evaluate colourisation models (run directories, checkpoint prefixes, SavedModels, "
-            ".tflite files) on a test split; writes evaluation.json, evaluation.md (seed 000 "
-            "Table I, seed 002 Table 2) and ab_histograms.png to --out."
+            ".tflite files) on a test split; writes evaluation.json, evaluation.md (Górriz et al. 2019 "
+            "Table I, Tarrés 2021 Table 2) and ab_histograms.png to --out."
         ),
         epilog=(
             "example: colourise-eval --model runs/pix2pix --name pix2pix --model runs/gorriz-ibn-sn-md "

@@ -7,7 +7,7 @@ stay float32 under a mixed-precision policy). Spatial dimensions are ``None``: a
 multiple of ``2**depth`` works (the U-Net needs ``H % 2**len(filters) == 0``; ResNet
 and DCGAN need multiples of 4 and 8).
 
-U-Net (seed 000 §IV-B; seed 002 §4.1.1; seed 004 §1.2)
+U-Net (Górriz et al. 2019 §IV-B; Tarrés 2021 §4.1.1; Ehrenberg §1.2)
 ------------------------------------------------------
 With encoder widths ``filters = (f_1, ..., f_D)``:
 
@@ -19,13 +19,13 @@ With encoder widths ``filters = (f_1, ..., f_D)``:
   size, ``e_{D-j}`` (skips i <-> L-i).
 * output: 4x4 transposed conv, stride 2, no norm, bias -> ``out_channels`` -> tanh.
 
-For the seed-000 widths (64, 128, 256, 512, 512, 512, 512) the decoder widths are
+For the Górriz et al. 2019 widths (64, 128, 256, 512, 512, 512, 512) the decoder widths are
 ``reversed(filters[:-1])`` = 512:512:512:256:128:64, exactly the paper's
 d512:d512:d512:d256:d128:d64, and a 256x256 input reaches a 2x2 bottleneck. The
-seed-004 32x32 U-Net is ``filters = (64, 128, 256, 512)``: 4 stride-2 convs down,
+Ehrenberg 32x32 U-Net is ``filters = (64, 128, 256, 512)``: 4 stride-2 convs down,
 3 decoder blocks + the output layer up.
 
-ResNet (seed 004 §1.1; pix2pix/CycleGAN ``resnet_9blocks``)
+ResNet (Ehrenberg §1.1; pix2pix/CycleGAN ``resnet_9blocks``)
 -----------------------------------------------------------
 ``c7s1-f_0`` (reflection pad 3, 7x7 conv, BN, ReLU); for each further width a 3x3
 stride-2 conv (zero pad 1), BN, ReLU; ``resnet_blocks`` residual blocks (reflection
@@ -34,7 +34,7 @@ stride-2 transposed conv per downsampling back up (BN, ReLU); reflection pad 3, 
 conv with bias -> 2 -> tanh. Default widths (64, 128, 256) and 9 blocks = 11.4 M
 parameters ("over 10 million" in the seed). Xavier-uniform init.
 
-Conditional DCGAN (seed 001)
+Conditional DCGAN (the DCGAN report)
 ----------------------------
 The seed only says "a 7-layer CNN: conv + ReLU + max-pooling + BN, some max-pools
 replaced by strided convs". Our exact layers, with ``filters = (w1, w2, w3, w4)``
@@ -48,11 +48,11 @@ replaced by strided convs". Our exact layers, with ``filters = (w1, w2, w3, w4)`
 6. 4x4 transposed conv stride 2, w2, BN, ReLU           -> 32x32
 7. 4x4 transposed conv stride 2, 2 channels, tanh       -> 64x64 (U, V)
 
-"Advanced" (seed 001 §V-B): the input (Y, noise) is concatenated with the 7-layer
+"Advanced" (the DCGAN report §V-B): the input (Y, noise) is concatenated with the 7-layer
 CNN's (U, V) output and one more 3x3 conv (bias, no norm) + tanh gives the (U, V)
 output. Conv then BN then ReLU ordering (Radford et al.); N(0, 0.02) init.
 
-Segmentation-aware U-Nets (seed 002 §4.3)
+Segmentation-aware U-Nets (Tarrés 2021 §4.3)
 -----------------------------------------
 ``unet-seg-shared``: the U-Net with ``2 * n_classes`` tanh outputs (an ab pair per
 class, class k at channels ``[2k, 2k+1]``). ``unet-seg-separate``: one encoder, two
@@ -159,7 +159,7 @@ def unet_generator(
         out_channels: 2 (ab / UV), or ``2 * n_classes`` for the shared seg decoder.
         filters: encoder widths ``f_1..f_D``; depth ``D = len(filters)``.
         norm: ``none | batch | instance | ibn`` (IBN split by depth, see layers.py).
-        first_norm: normalise the first encoder block (seed 000: no).
+        first_norm: normalise the first encoder block (Górriz et al. 2019: no).
         spectral_norm: SN on every conv including the output layer.
         dropout: rate in the first ``dropout_blocks`` decoder blocks.
         dropout_blocks: how many decoder blocks get dropout.
@@ -201,7 +201,7 @@ def unet_seg_separate_generator(
     leaky_slope: float = 0.2,
     name: str = "generator",
 ) -> keras.Model:
-    """Seed 002 §4.3.2: shared encoder, a colour decoder and a segmentation decoder.
+    """Tarrés 2021 §4.3.2: shared encoder, a colour decoder and a segmentation decoder.
 
     Returns:
         ``keras.Model`` with outputs ``[chroma [B,H,W,2] tanh, seg_logits [B,H,W,n_classes]]``
@@ -234,7 +234,7 @@ def resnet_generator(
     leaky_slope: float = 0.2,
     name: str = "generator",
 ) -> keras.Model:
-    """Seed 004 §1.1 ResNet generator (see the module docstring).
+    """Ehrenberg §1.1 ResNet generator (see the module docstring).
 
     Args:
         filters: stem width, then one width per stride-2 downsampling.
@@ -297,7 +297,7 @@ def dcgan_generator(
     leaky_slope: float = 0.2,
     name: str = "generator",
 ) -> keras.Model:
-    """Seed 001 conditional DCGAN generator (exact layer list in the module docstring).
+    """The conditional DCGAN generator of the DCGAN report (exact layer list in the module docstring).
 
     Args:
         input_channels: 2 for (Y, noise).

@@ -31,8 +31,8 @@ class ModelSpec:
     Attributes:
         image_size: the square size the generator runs at.
         colour_space: ``"lab"`` or ``"yuv"``.
-        noise_channel: the generator takes an N(0, 1) channel after L (seed 001).
-        mask_channel: the generator takes a mask and 2 hint-chroma channels (seed 003).
+        noise_channel: the generator takes an N(0, 1) channel after L (the DCGAN report).
+        mask_channel: the generator takes a mask and 2 hint-chroma channels (the IMPA project).
         n_classes: > 0 for segmentation-aware generators (chroma per class).
     """
 
@@ -55,7 +55,7 @@ class ModelSpec:
 
 
 def colours_inside_mask_only(spec: ModelSpec, cfg) -> bool:
-    """Whether a mask model was trained with ``loss.mask_target=partial`` (seed 003's
+    """Whether a mask model was trained with ``loss.mask_target=partial`` (the IMPA project's
     target): it colours only where its mask is set, from the mask alone (no hints), so
     callers without a mask give it a full one. Known from the experiment config
     (``cfg``, or ``None`` when unknown, as for TFLite files) only."""
@@ -114,7 +114,7 @@ def pick_chroma(outputs, spec: ModelSpec) -> tf.Tensor:
     Segmentation generators: the separate-decoder model's first output is the
     chroma; the shared-decoder model predicts chroma per class and, with no labels
     at inference, each pixel takes the class whose chroma is most saturated (a
-    heuristic; seed 002 does not define inference for it).
+    heuristic; Tarrés 2021 does not define inference for it).
     """
     if isinstance(outputs, (list, tuple)):
         outputs = outputs[0]

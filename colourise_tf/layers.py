@@ -14,7 +14,7 @@ Normalisation choices (``norm=``)
   ``tensorflow_addons.layers.InstanceNormalization``.
 * ``"ibn"``: bias-free conv + :class:`IBNorm` or plain batch norm, by depth (below).
 
-IBN (seed 000 §III-B, after IBN-Net "IBN-a", Pan et al. 2018)
+IBN (Górriz et al. 2019 §III-B, after IBN-Net "IBN-a", Pan et al. 2018)
 -------------------------------------------------------------
 Inside an :class:`IBNorm` layer with ``C`` channels, channels ``[0, floor(ratio * C))``
 (the first half for ``ratio = 0.5``) are instance-normalised (affine
@@ -28,11 +28,11 @@ with ``S = ModelConfig.ibn_levels`` or, when that is 0, ``S = ceil(l_max / 2)`` 
 network whose deepest feature map is at level ``l_max``. Layers that are never
 normalised (the first layer, output heads) stay so. Concretely, with the defaults:
 
-* Seed-000 U-Net (7 levels, S = 4): encoder e1 (level 1) no norm; e2, e3, e4 (levels
+* Górriz et al. 2019 U-Net (7 levels, S = 4): encoder e1 (level 1) no norm; e2, e3, e4 (levels
   2-4: e128, e256, e512) IBN; e5, e6, e7 BN only. Decoder d_j outputs level 7 - j:
   d1 (512 @ level 6) and d2 (512 @ level 5) BN only; d3 (512 @ 4), d4 (256 @ 3),
   d5 (128 @ 2), d6 (64 @ 1) IBN - the mirror image of the encoder. Output layer: none.
-* Seed-004 32x32 U-Net (4 levels, S = 2): e2 IBN; e3, e4 BN; d1 (level 3) BN; d2, d3 IBN.
+* Ehrenberg 32x32 U-Net (4 levels, S = 2): e2 IBN; e3, e4 BN; d1 (level 3) BN; d2, d3 IBN.
 * 70x70 PatchGAN (levels 1, 2, 3, 3; S = 2): layer 1 (64) no norm; layer 2 (128) IBN;
   layer 3 (256) and the stride-1 layer 4 (512) BN only; output conv none.
 * ResNet generator (levels 0, 1, 2; S = 1): stem c7s1 and the first downsampling, and
@@ -133,7 +133,7 @@ def kernel_initializer(init: str) -> keras.initializers.Initializer:
     """Conv/dense kernel initialiser for an init scheme.
 
     ``"normal"`` is N(0, 0.02) (pix2pix, DCGAN); anything else is a Keras initializer
-    name such as ``"glorot_uniform"`` (Xavier-uniform, seed 004) or ``"he_normal"``.
+    name such as ``"glorot_uniform"`` (Xavier-uniform, Ehrenberg) or ``"he_normal"``.
     """
     if init == "normal":
         return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)

@@ -7,7 +7,7 @@ Conventions shared by every loss in this module
 * Adversarial losses take discriminator **logits** (raw outputs, no sigmoid) of any
   rank ``[B, ...]`` -- a PatchGAN map ``[B, H, W, 1]``, a vector ``[B]`` -- or a
   **list/tuple** of them, one per discriminator scale. Each map is reduced to the mean
-  over all of its elements; the per-scale values are then **summed** (seed 000 eq. 6,
+  over all of its elements; the per-scale values are then **summed** (Górriz et al. 2019 eq. 6,
   ``V'(G, D) = sum_n V(G, D_n)``).
 * Reduction (``global_batch_size``): every loss is defined as the mean over the batch
   of a per-example loss (for unweighted losses the per-example loss is the mean over
@@ -24,12 +24,12 @@ References
 * Isola et al., "Image-to-Image Translation with Conditional Adversarial Networks"
   (pix2pix), CVPR 2017.
 * Górriz et al., "End-to-End Conditional GAN-based Architectures for Image
-  Colourisation", MMSP 2019 -- seed 000, eq. 4-6.
+  Colourisation", MMSP 2019 -- Górriz et al. 2019, eq. 4-6.
 * Mao et al., "Least Squares Generative Adversarial Networks", ICCV 2017.
 * Lim & Ye, "Geometric GAN", 2017; Miyato et al., "Spectral Normalization for GANs",
   ICLR 2018 (hinge loss).
 * Johnson et al., "Perceptual Losses for Real-Time Style Transfer and
-  Super-Resolution", ECCV 2016 (feature reconstruction loss) -- seed 002 §4.2.
+  Super-Resolution", ECCV 2016 (feature reconstruction loss) -- Tarrés 2021 §4.2.
 """
 
 from __future__ import annotations
@@ -125,11 +125,11 @@ def non_saturating_generator_loss(
 ) -> tf.Tensor:
     """Non-saturating generator loss on logits ``l = D(x, G(x))`` before the sigmoid.
 
-    ``L_G = E[-log sigmoid(l)] = E[softplus(-l)]``, i.e. the first term of seed 000
+    ``L_G = E[-log sigmoid(l)] = E[softplus(-l)]``, i.e. the first term of Górriz et al. 2019
     eq. 5, ``-E[log D(X, G(X, Z))]``, the non-saturating form of Goodfellow et al.
     (2014) also used by pix2pix (Isola et al., 2017). Computed with ``softplus`` for
     numerical stability. Lists of maps (multi-scale discriminators) are summed over
-    scales (seed 000 eq. 6).
+    scales (Górriz et al. 2019 eq. 6).
 
     Args:
         fake_logits: discriminator logits on generated samples, ``[B, ...]`` or a list.
@@ -152,7 +152,7 @@ def non_saturating_discriminator_loss(
 
     ``L_D = E[-log sigmoid(l_real)] + E[-log(1 - sigmoid(l_fake))]
           = E[softplus(-l_real)] + E[softplus(l_fake)]``,
-    the negative of ``J(D)`` in seed 000 eq. 4 (Goodfellow et al., 2014). No ``1/2``
+    the negative of ``J(D)`` in Górriz et al. 2019 eq. 4 (Goodfellow et al., 2014). No ``1/2``
     factor (TF-GAN convention; pix2pix halves the D objective only to slow D down,
     which an optimiser's learning rate does as well). Multi-scale lists are summed.
 
@@ -312,7 +312,7 @@ def l1_loss(
     mask: tf.Tensor | None = None,
     global_batch_size: int | None = None,
 ) -> tf.Tensor:
-    """Mean absolute error, the regression term of pix2pix / seed 000 eq. 5.
+    """Mean absolute error, the regression term of pix2pix / Górriz et al. 2019 eq. 5.
 
     Without ``mask``: ``mean(|y_true - y_pred|)`` over all elements. With ``mask``
     (weights broadcastable to ``y_true``, e.g. ``[B, H, W, 1]``): the weighted mean per
@@ -341,7 +341,7 @@ def smooth_l1_loss(
     mask: tf.Tensor | None = None,
     global_batch_size: int | None = None,
 ) -> tf.Tensor:
-    """Smooth L1, mean over elements (Girshick's Fast R-CNN loss; seed 002's baseline).
+    """Smooth L1, mean over elements (Girshick's Fast R-CNN loss; Tarrés 2021's baseline).
 
     ``s(e) = 0.5 e^2 / delta`` if ``|e| < delta`` else ``|e| - 0.5 delta`` with
     ``e = y_true - y_pred``: PyTorch's ``SmoothL1Loss(beta=delta)``, whose linear part
@@ -442,7 +442,7 @@ def build_frozen_backbone(
 
 
 class FeatureReconstructionLoss:
-    """Feature reconstruction (perceptual) loss of Johnson et al. (2016), seed 002 §4.2.
+    """Feature reconstruction (perceptual) loss of Johnson et al. (2016), Tarrés 2021 §4.2.
 
     ``L_feat = 1 / (C_j H_j W_j) * ||phi_j(y_hat) - phi_j(y)||_2^2``, i.e. the mean over
     the feature map of the squared difference, where ``phi_j`` is a frozen ImageNet
@@ -519,7 +519,7 @@ def make_feature_reconstruction_loss(
     layer: str | None = "block3_conv3",
     weights: str | None = "imagenet",
 ) -> FeatureReconstructionLoss:
-    """Factory for :class:`FeatureReconstructionLoss` (seed 002 §4.2 defaults).
+    """Factory for :class:`FeatureReconstructionLoss` (Tarrés 2021 §4.2 defaults).
 
     ``layer=None`` or the VGG default with a non-VGG backbone picks the backbone's
     default layer (``conv2_block3_out`` for ResNet50, the tarres-resnet50 preset's).
@@ -538,7 +538,7 @@ def mask_loss(
     mask: tf.Tensor,
     global_batch_size: int | None = None,
 ) -> tf.Tensor:
-    """Squared-L2 mask (hint) loss of seed 003 (partial colourisation with binary masks).
+    """Squared-L2 mask (hint) loss of the IMPA project (partial colourisation with binary masks).
 
     Per example ``b``::
 
@@ -551,7 +551,7 @@ def mask_loss(
     empty mask counting as 0 (this keeps the distributed ``global_batch_size`` sum
     exact). An empty mask gives exactly 0 with zero (finite) gradients.
 
-    To train seed 003's "colour only where the mask is on" target, pass
+    To train the IMPA project's "colour only where the mask is on" target, pass
     ``hint = mask * ab_true`` and ``mask = ones``.
 
     Args:
@@ -604,7 +604,7 @@ def segmentation_l1_loss(
     n_classes: int,
     global_batch_size: int | None = None,
 ) -> tf.Tensor:
-    """Per-class L1 chroma loss of the segmentation-aware U-Net (seed 002 §4.3).
+    """Per-class L1 chroma loss of the segmentation-aware U-Net (Tarrés 2021 §4.3).
 
     The generator predicts one chroma pair per class, channels ordered
     ``[a_0, b_0, a_1, b_1, ..., a_{K-1}, b_{K-1}]`` (class ``k`` owns channels
@@ -673,7 +673,7 @@ def select_class_chroma(pred: tf.Tensor, seg_labels: tf.Tensor) -> tf.Tensor:
 def discriminator_accuracy(
     real_logits: Logits, fake_logits: Logits, threshold: float = 0.0
 ) -> tuple[tf.Tensor, tf.Tensor] | tuple[list[tf.Tensor], list[tf.Tensor]]:
-    """Discriminator accuracy on real and generated samples (reported in seed 004).
+    """Discriminator accuracy on real and generated samples (reported in Ehrenberg).
 
     ``acc_real = mean(real_logits > threshold)``, ``acc_fake = mean(fake_logits < threshold)``
     over every element (every patch of a PatchGAN map). ``threshold = 0`` is the

@@ -1,6 +1,6 @@
 """Synthetic binary masks for partial colourisation, in pure TensorFlow.
 
-The partial-colourisation preset (after the IMPA partial-colourisation project,
+The partial-colourisation preset (after the IMPA project,
 2018) trains the generator to colour only where a binary mask asks for colour. The
 masks are synthetic; this module draws them with stateless TensorFlow random ops
 only, so a ``tf.data`` pipeline that calls it contains no ``PyFunc`` ops and runs

@@ -16,10 +16,10 @@ metric                 definition (units)
                        ``structural_similarity(gaussian_weights=True, sigma=1.5,
                        use_sample_covariance=False, data_range=1, channel_axis=-1)``.
 :func:`ab_l1`          mean over pixels and over the two channels of ``|Δa|``, ``|Δb|``
-                       (Lab units) -- seed 000 Table I "L1" (~10 for its models)
+                       (Lab units) -- Górriz et al. 2019 Table I "L1" (~10 for its models)
 :func:`ab_l2`          mean over pixels of the Euclidean chroma error
                        ``sqrt(Δa² + Δb²)`` (Lab units, i.e. ΔE_ab at equal L)
-:class:`PerceptualDistance`  seed 000 eq. 7 ``Lperc`` on VGG19 relu{1..5}_1
+:class:`PerceptualDistance`  Górriz et al. 2019 eq. 7 ``Lperc`` on VGG19 relu{1..5}_1
 :func:`colourfulness`  Hasler & Süsstrunk (2003) ``M`` on the 0-255 scale
 =====================  ===========================================================
 """
@@ -54,7 +54,7 @@ __all__ = [
 
 
 def psnr(rgb_true: tf.Tensor, rgb_pred: tf.Tensor, max_val: float = 1.0) -> tf.Tensor:
-    """Peak signal-to-noise ratio per image (seed 000 Table I, seed 002 Tables 2-3).
+    """Peak signal-to-noise ratio per image (Górriz et al. 2019 Table I, Tarrés 2021 Tables 2-3).
 
     ``PSNR = 10 log10(max_val^2 / MSE)``, MSE over all pixels and the three RGB channels
     of one image (``tf.image.psnr``; identical images give ``+inf``).
@@ -82,7 +82,7 @@ def ssim(rgb_true: tf.Tensor, rgb_pred: tf.Tensor, max_val: float = 1.0) -> tf.T
     ``structural_similarity(..., gaussian_weights=True, sigma=1.5,
     use_sample_covariance=False, data_range=max_val, channel_axis=-1)`` (tested to
     1e-3; scikit-image's *default* uses a 7x7 uniform window and gives different
-    numbers). Images must be at least 11x11. The value is at most 1 (seed 002 Table 3
+    numbers). Images must be at least 11x11. The value is at most 1 (Tarrés 2021 Table 3
     reports values above 1, which no SSIM definition allows).
 
     Args:
@@ -123,10 +123,10 @@ def _mean_per_image(x: tf.Tensor) -> tf.Tensor:
 
 
 def ab_l1(lab_true: tf.Tensor, lab_pred: tf.Tensor) -> tf.Tensor:
-    """Mean absolute chroma error per image, in Lab units (seed 000 Table I "L1").
+    """Mean absolute chroma error per image, in Lab units (Górriz et al. 2019 Table I "L1").
 
     ``L1 = 1 / (2 H W) * sum_p (|a_p - â_p| + |b_p - b̂_p|)`` -- the per-channel mean
-    absolute error over a and b. Seed 000 reports ~10 for its models, which is the
+    absolute error over a and b. Górriz et al. 2019 reports ~10 for its models, which is the
     magnitude of this definition on Lab units (the sum ``|Δa| + |Δb|`` would be ~2x).
 
     Args:
@@ -158,12 +158,12 @@ def ab_l2(lab_true: tf.Tensor, lab_pred: tf.Tensor) -> tf.Tensor:
 
 # ------------------------------------------------------------------------ perceptual
 
-#: VGG19 layers of seed 000 eq. 7: relu{i}_1 = keras "block{i}_conv1" (conv + ReLU).
+#: VGG19 layers of Górriz et al. 2019 eq. 7: relu{i}_1 = keras "block{i}_conv1" (conv + ReLU).
 PERCEPTUAL_LAYERS: tuple[str, ...] = tuple(f"block{i}_conv1" for i in range(1, 6))
 
 
 class PerceptualDistance:
-    """Perceptual distance ``Lperc`` of seed 000 eq. 7 (Górriz et al., 2019).
+    """Perceptual distance ``Lperc`` of Górriz et al. 2019 eq. 7 (Górriz et al., 2019).
 
     ``Lperc(x, y) = (1/L) * sum_{i=1..L} (1/N_i) * ||F_i(x) - F_i(y)||_1``
 
@@ -212,7 +212,7 @@ class PerceptualDistance:
 
 
 class AbHistogram:
-    """Streaming histograms of the a and b channels over a whole test set (seed 002 §5).
+    """Streaming histograms of the a and b channels over a whole test set (Tarrés 2021 §5).
 
     Bins: ``bins`` equal-width bins over ``value_range`` (default 220 bins of width 1
     over ``[-110, 110]``, the full :data:`colourise_tf.colour.AB_SCALE` range); bin ``i``
@@ -314,7 +314,7 @@ def kl_divergence(p: tf.Tensor, q: tf.Tensor, eps: float = 1e-10) -> tf.Tensor:
     Both histograms are smoothed and renormalised, ``p' = (p + eps) / sum(p + eps)``
     (likewise ``q'``), so empty bins give a finite value; then
     ``KL = sum_i p'_i ln(p'_i / q'_i)``. For evaluation use ``p`` = real data,
-    ``q`` = generated (seed 002 does not state its order). Counts or probabilities are
+    ``q`` = generated (Tarrés 2021 does not state its order). Counts or probabilities are
     both accepted (normalisation is applied). Computed in float64.
 
     Args:
@@ -356,7 +356,7 @@ def js_divergence(p: tf.Tensor, q: tf.Tensor, eps: float = 1e-10) -> tf.Tensor:
 def histogram_divergences(
     real_hist: tf.Tensor, fake_hist: tf.Tensor, eps: float = 1e-10
 ) -> dict[str, float]:
-    """Seed 002 Table 2/3 columns from two ``[2, bins]`` histograms.
+    """Tarrés 2021 Table 2/3 columns from two ``[2, bins]`` histograms.
 
     Returns:
         ``{"js_a", "js_b", "kl_a", "kl_b"}`` as Python floats, ``KL(real || fake)``.

@@ -17,7 +17,7 @@ Call conventions (the training and export code rely on them):
   maps, one per scale (DCGAN: ``[[B, 1]]``, fixed ``image_size``).
 
 Initialisers: ``normal`` = N(0, 0.02) kernels, N(1, 0.02) norm scales (pix2pix, DCGAN,
-Gorriz); ``glorot_uniform`` (Xavier-uniform) for the seed-004 ResNet + PatchGAN.
+Gorriz); ``glorot_uniform`` (Xavier-uniform) for the Ehrenberg ResNet + PatchGAN.
 Importing this module registers all custom layers, so ``keras.saving.load_model``
 reads saved models without ``custom_objects``.
 """
@@ -46,7 +46,7 @@ __all__ = [
 
 
 def generator_input_channels(model_cfg: ModelConfig) -> int:
-    """``C_in``: 1 (L) + 1 (noise, seed 001) + 3 (mask + 2 hint chroma, seed 003)."""
+    """``C_in``: 1 (L) + 1 (noise, the DCGAN report) + 3 (mask + 2 hint chroma, the IMPA project)."""
     return 1 + int(model_cfg.noise_channel) + 3 * int(model_cfg.mask_channel)
 
 

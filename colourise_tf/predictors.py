@@ -26,7 +26,7 @@ path-like object with the same ``name`` / ``parent`` / ``/`` for URIs.
 size), which halves the peak memory of a large photo compared with eager execution.
 
 Sampling (``sample=k``): a model is *stochastic* when it has a source of randomness
-at inference. The noise channel (seed 001) is redrawn from the stateless seed
+at inference. The noise channel (the DCGAN report) is redrawn from the stateless seed
 ``(k, NOISE_SEED_SALT)``; dropout layers (pix2pix-style U-Nets, Keras back end only:
 exports are traced in inference mode) are applied with masks drawn from
 ``(k, DROPOUT_SEED_SALT + i)`` for the ``i``-th dropout layer, while every OTHER layer

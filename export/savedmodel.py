@@ -39,8 +39,8 @@ Signatures (all in the graph, TensorFlow ops only; see ``export/SERVING.md``):
     plus ``segmentation`` logits for ``unet-seg-separate``. For Python clients
     that do their own pre/post-processing.
 
-Noise presets (seed 001) are served with the noise channel drawn from the fixed
-stateless seed ``(0, 0)``; mask presets (seed 003) with an all-zero mask and no
+Noise presets (the DCGAN report) are served with the noise channel drawn from the fixed
+stateless seed ``(0, 0)``; mask presets (the IMPA project) with an all-zero mask and no
 hints (``generator`` accepts any mask/hints), except models trained with
 ``loss.mask_target=partial``, which colour inside the mask only and are served with
 a full mask.

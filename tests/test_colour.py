@@ -153,10 +153,10 @@ def test_float32_under_mixed_precision_policy():
         keras.mixed_precision.set_global_policy(old)
 
 
-def test_yuv_matches_seed_001_formulas():
+def test_yuv_matches_dcgan_report_formulas():
     rgb8 = RNG.integers(0, 256, (50, 3)).astype(np.float64)
     r, g, b = rgb8.T
-    # Seed 001, section VI-A, uint8 form with +128 offsets.
+    # The DCGAN report, section VI-A, uint8 form with +128 offsets.
     y = r * 0.299 + g * 0.587 + b * 0.114
     u = r * -0.168736 + g * -0.331264 + b * 0.5 + 128
     v = r * 0.5 + g * -0.418688 + b * -0.081312 + 128

@@ -115,11 +115,11 @@ def test_json_has_one_entry_per_model_with_finite_metrics(result, run_dirs, tmp_
 def test_markdown_tables_have_the_paper_headers_and_one_row_per_model(result, run_dirs):
     tables = _tables(result.markdown())
     names = [d.name for d in run_dirs] + [evaluate.GREY_BASELINE_NAME]
-    table_1 = tables["Table I (seed 000)"]
+    table_1 = tables["Table I (Górriz et al. 2019)"]
     assert tuple(table_1[0]) == ("Method", "L1", "PSNR [dB]", "Lperc")
     assert [r[0] for r in table_1[1:]] == names
     assert all(r[3] == "–" for r in table_1[1:])  # Lperc skipped
-    table_2 = tables["Table 2 (seed 002)"]
+    table_2 = tables["Table 2 (Tarrés 2021)"]
     assert tuple(table_2[0]) == ("Models", "JS a", "JS b", "KL a", "KL b", "PSNR", "SSIM")
     assert [r[0] for r in table_2[1:]] == names
     psnr = result.models[0].metrics["psnr"]
@@ -298,10 +298,10 @@ def _handmade_run(root: Path, preset: str, overrides: list[str]) -> Path:
 def test_every_model_family_evaluates(tmp_path):
     small = ["model.gen_filters=8,16", "model.disc_filters=8,16"]
     runs = [
-        # YUV + noise channel + fixed-size DCGAN discriminator (seed 001)
+        # YUV + noise channel + fixed-size DCGAN discriminator (the DCGAN report)
         _handmade_run(tmp_path, "dcgan-sky", ["model.gen_filters=8,8,8,8", "model.disc_filters=8,8,8,8"]),
         _handmade_run(tmp_path, "gorriz-ibn-sn-md", small),  # 3-scale discriminator
-        _handmade_run(tmp_path, "partial-mask", small),  # mask + hint channels (seed 003)
+        _handmade_run(tmp_path, "partial-mask", small),  # mask + hint channels (the IMPA project)
         _handmade_run(tmp_path, "tarres-seg-shared", ["model.gen_filters=8,16"]),  # per-class chroma, no D
     ]
     kwargs = dict(limit=3, batch_size=2, perceptual_weights=None, progress=False, grey_baseline=False)

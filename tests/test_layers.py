@@ -204,7 +204,7 @@ def test_ibn_holds_instance_and_batch_statistics():
 
 
 def test_ibn_depth_rule_as_documented():
-    # Seed-000 U-Net: 7 levels -> S = 4.
+    # Górriz et al. 2019 U-Net: 7 levels -> S = 4.
     assert ibn_depth(7) == 4 and ibn_depth(4) == 2 and ibn_depth(3) == 2 and ibn_depth(2) == 1
     assert [resolve_norm("ibn", lvl, 7) for lvl in range(1, 8)] == ["ibn"] * 4 + ["batch"] * 3
     assert resolve_norm("ibn", 5, 7, ibn_levels=5) == "ibn"

@@ -187,7 +187,7 @@ def test_patchgan_rejects_inputs_too_small_for_it():
 # ------------------------------------------------------------------ parameter counts
 
 
-def test_seed000_unet_parameter_count_is_analytic():
+def test_gorriz_unet_parameter_count_is_analytic():
     g = models.build_generator(C.get_preset("gorriz-bn").model)
     conv = lambda k, cin, cout, bias: k * k * cin * cout + (cout if bias else 0)  # noqa: E731
     bn = lambda c: 4 * c  # gamma, beta (trainable) + moving mean, variance  # noqa: E731

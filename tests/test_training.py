@@ -557,7 +557,7 @@ def test_bfloat16_run_trains_and_leaves_the_global_policy_alone(tmp_path):
 @pytest.mark.parametrize("target", ["hints", "partial"])
 def test_mask_target_sets_generator_hints_and_every_chroma_target(target):
     """hints: G sees the true ab inside the mask and learns the full colour image;
-    partial (seed 003's stated target): G sees only the mask and learns mask * ab."""
+    partial (the IMPA project's stated target): G sees only the mask and learns mask * ab."""
     from colourise_tf import colour
     from training.trainer import GANTrainer
 
@@ -625,7 +625,7 @@ def test_smooth_l1_reconstruction_uses_the_configured_delta(delta):
 def test_separate_decoders_train_in_the_seed_two_stages():
     """unet-seg-separate with train.seg_pretrain_steps=1: step 1 trains the encoder and
     the segmentation decoder only; step 2 the encoder and the colour decoder, with the
-    segmentation decoder frozen (seed 002 S4.3.2)."""
+    segmentation decoder frozen (Tarrés 2021 S4.3.2)."""
     from training.trainer import GANTrainer
 
     cfg = config_lib.apply_overrides(

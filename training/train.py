@@ -108,7 +108,7 @@ def resolve_config(args: argparse.Namespace) -> config_lib.ExperimentConfig:
     split_given = args.split is not None or "data.split" in keys
     eval_given = "data.eval_split" in keys
     if resolved.data.dataset != cfg.data.dataset and cfg.data.split.startswith("gorriz-"):
-        # The gorriz-* splits are ImageNet's protocol (seeds 000/002): another dataset
+        # The gorriz-* splits are ImageNet's protocol (Górriz et al. 2019/002): another dataset
         # (--dataset or data.dataset=) trains on its own train split unless a split is given.
         extra = ([] if split_given else ["data.split=train"]) + ([] if eval_given else ["data.eval_split=none"])
         resolved = config_lib.apply_overrides(resolved, extra)

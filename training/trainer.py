@@ -141,7 +141,7 @@ class GANTrainer:
     def generator_inputs(self, grey, chroma, batch, step, replica=0) -> tuple[tf.Tensor, dict]:
         """Assembles G's single input tensor in the documented channel order.
 
-        Order: L, then noise (seed 001), then mask and hint chroma (seed 003).
+        Order: L, then noise (the DCGAN report), then mask and hint chroma (the IMPA project).
 
         Args:
             grey, chroma: network-range tensors from :func:`colour.rgb_to_model`.
@@ -165,7 +165,7 @@ class GANTrainer:
         if m.mask_channel:
             extras["mask"] = tf.cast(batch["mask"], tf.float32)
             extras["hints"] = chroma * extras["mask"]
-            # loss.mask_target=partial (seed 003): G sees the mask only, no colours.
+            # loss.mask_target=partial (the IMPA project): G sees the mask only, no colours.
             partial = self.cfg.loss.mask_target == "partial"
             g_hints = tf.zeros_like(extras["hints"]) if partial else extras["hints"]
         g_in = inference.generator_input(
@@ -212,7 +212,7 @@ class GANTrainer:
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
         g_in, extras = self.generator_inputs(grey, chroma, batch, step, replica)
         partial = "mask" in extras and lc.mask_target == "partial"
-        if partial:  # seed 003's target: the colours inside the mask, grey (ab = 0) elsewhere
+        if partial:  # the IMPA project's target: the colours inside the mask, grey (ab = 0) elsewhere
             chroma = extras["hints"]
         seg = batch.get("segmentation") if isinstance(batch, dict) else None
         gen_kind = cfg.model.generator
@@ -265,11 +265,11 @@ class GANTrainer:
                 for i, (ar, af) in enumerate(zip(_as_list(acc_real), _as_list(acc_fake))):
                     metrics[f"d_accuracy_real/scale{i}"] = ar
                     metrics[f"d_accuracy_fake/scale{i}"] = af
-                if len(d_real) > 1:  # the terms of eq. 6 (seed 000): one per scale
+                if len(d_real) > 1:  # the terms of eq. 6 (Górriz et al. 2019): one per scale
                     for i, (r, f) in enumerate(zip(d_real, d_fake)):
                         metrics[f"loss_per_scale/d_scale{i}"] = tf.stop_gradient(self.disc_adv_loss([r], [f]))
             trained_terms = g_terms
-            if stage == 1:  # seed 002 S4.3.2: segmentation alone first
+            if stage == 1:  # Tarrés 2021 S4.3.2: segmentation alone first
                 trained_terms = {"segmentation": g_terms["segmentation"]}
             g_loss = tf.add_n(list(trained_terms.values()))
             share = self._batch_share(batch)
