@@ -22,7 +22,7 @@ one batch-1 inference pass of each network to read its layer shapes):
   shapes, and ``tf.compat.v1.profiler``'s ``float_operation()`` total, which also
   counts the element-wise ops it has statistics for (the difference to the analytic
   figure is what the analytic count ignores);
-* **traced step**: the GAN step as ``training/trainer.py`` builds it (G forward; D on the real
+* **traced step**: the GAN step as ``colourise_tf/training/trainer.py`` builds it (G forward; D on the real
   and on the fake pair, each D output recorded once on both tapes; G's loss =
   adversarial + reconstruction, D's loss on real and fake; gradients of G's loss for
   G's weights and of D's loss for D's weights), traced as a ``tf.function`` at batch 1

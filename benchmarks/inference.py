@@ -70,8 +70,8 @@ def main() -> None:
     from colourise_tf.config import apply_overrides, get_preset, save_config
     from colourise_tf.data import load_samples
     from colourise_tf.models import build_generator
-    from export import savedmodel as sm
-    from export import tflite as tl
+    from colourise_tf.serving import savedmodel as sm
+    from colourise_tf.serving import tflite as tl
 
     started = time.time()
     load_before = os.getloadavg()

@@ -23,7 +23,7 @@
 
 Medians of interleaved repeats, float32 and bfloat16, batch 4; prints a table and
 writes JSON. ``--intra-op-threads 1`` measures the way training runs on a 2-core CPU
-(one thread per op, two ops at a time; ``training/runtime.py``).
+(one thread per op, two ops at a time; ``colourise_tf/training/runtime.py``).
 
     python benchmarks/layer_kernels.py [--repeats 9] [--only ibn filter_gradient winograd gemm]
         [--intra-op-threads N] [--out benchmarks/results/layer_kernels.json]

@@ -10,7 +10,7 @@ table and writes JSON with the machine's CPU flags and the TF build.
     python benchmarks/train_step.py --batch 4 --steps 6 --no-xla
 
 CPU thread pools: every setting runs with the training loop's ``auto`` pools
-(``training.runtime.configure_threads``); the XLA-off settings also run with
+(``colourise_tf.training.runtime.configure_threads``); the XLA-off settings also run with
 TensorFlow's default pools (``threads=tf``), side by side, so the JSON shows what
 the auto setting buys (``--threads auto`` to skip those rows).
 """
@@ -37,8 +37,8 @@ def _worker(
     import tensorflow as tf
 
     from colourise_tf import config as config_lib
-    from training.runtime import configure_threads, set_precision
-    from training.trainer import GANTrainer
+    from colourise_tf.training.runtime import configure_threads, set_precision
+    from colourise_tf.training.trainer import GANTrainer
 
     pools = configure_threads(None, None, xla=xla) if threads == "auto" else configure_threads(0, 0)
     policy = set_precision(precision)
@@ -62,7 +62,7 @@ def _worker(
         float(m["loss/g_total"])  # sync
         times.append(time.perf_counter() - t)
     med = statistics.median(times)
-    from training.runtime import _onednn_enabled, cpu_bf16_fast
+    from colourise_tf.training.runtime import _onednn_enabled, cpu_bf16_fast
 
     return {
         "min_step_s": min(times),

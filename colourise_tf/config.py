@@ -58,7 +58,7 @@ FEATURE_BACKBONES = ("vgg16", "resnet50")
 STRATEGIES = ("default", "onedevice", "mirrored", "multiworker", "tpu")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 CPU_KERNEL_MODES = ("auto", "on", "off")
-#: How a multi-replica run feeds its replicas (training/loop.py): per_replica =
+#: How a multi-replica run feeds its replicas (colourise_tf/training/loop.py): per_replica =
 #: strategy.distribute_datasets_from_function (each worker reads its own files, batches
 #: of the per-replica size, prefetched to the devices); host = one global batch per step
 #: on the host, split over the replicas (iterator saved in checkpoints); auto =
@@ -222,7 +222,7 @@ class LossConfig:
     feature_layer: str = "block3_conv3"
     feature_weights: str | None = "imagenet"
     mask_weight: float = 0.0
-    # What a mask-channel model learns (training/trainer.py):
+    # What a mask-channel model learns (colourise_tf/training/trainer.py):
     #   hints   -- G gets the mask and the true ab inside it and colours the whole image
     #              (hint-guided); the mask loss is squared L2 to the hints where the mask is set.
     #   partial -- the IMPA project's stated target: G gets only the mask (zero hints) and learns to
@@ -298,11 +298,11 @@ class TrainConfig:
     log_every: int = 50
     image_every: int = 500
     strategy: str = "default"
-    precision: str = "auto"  # training/runtime.resolve_precision: bf16 where the hardware has it
+    precision: str = "auto"  # colourise_tf.training.runtime.resolve_precision: bf16 where the hardware has it
     seed: int = 0
     xla: bool = False  # jit-compile the train step
     deterministic_ops: bool = False  # tf.config.experimental.enable_op_determinism()
-    # TensorFlow's CPU thread pools (training/runtime.configure_threads): None = auto
+    # TensorFlow's CPU thread pools (colourise_tf.training.runtime.configure_threads): None = auto
     # (on a CPU-only host, 2 ops at a time on half the cores each), 0 = TF's default.
     intra_op_threads: int | None = None
     inter_op_threads: int | None = None

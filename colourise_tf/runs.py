@@ -1,9 +1,9 @@
-"""Reading training run directories (written by ``training/``) back into models.
+"""Reading training run directories (written by :mod:`colourise_tf.training`) back into models.
 
 A run directory holds ``config.json`` (the resolved configuration) and
 ``checkpoints/`` (``tf.train.CheckpointManager``, objects named ``generator``,
 ``discriminator``, ``g_opt``, ``d_opt``, ``step``[, ``iterator``]). This module only
-reads them, so evaluation, export and the CLI need nothing from ``training/``.
+reads them, so evaluation, export and the CLI need nothing from the training package.
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from colourise_tf import cli, colour
+from colourise_tf.cli import colourise as cli
+from colourise_tf import colour
 from colourise_tf.config import apply_overrides, get_preset, save_config
 from colourise_tf.models import build_generator
 
@@ -424,7 +425,8 @@ def test_hints_are_refused_for_a_partial_target_model(tmp_path):
     """A model trained with loss.mask_target=partial never saw hints: --hints is an error."""
     import types
 
-    from colourise_tf import cli, inference
+    from colourise_tf import inference
+    from colourise_tf.cli import colourise as cli
     from colourise_tf.config import apply_overrides, get_preset
 
     cfg = apply_overrides(get_preset("partial-mask"), ["loss.mask_target=partial"])

@@ -38,7 +38,7 @@ def _cfg(*overrides: str) -> config_lib.ExperimentConfig:
 
 
 def _strategy(replicas: int) -> tf.distribute.Strategy:
-    from training.runtime import make_strategy
+    from colourise_tf.training.runtime import make_strategy
 
     if replicas == 1:
         return tf.distribute.get_strategy()
@@ -49,7 +49,7 @@ def _strategy(replicas: int) -> tf.distribute.Strategy:
 
 def _seeded_trainer(cfg, replicas: int):
     """(strategy, trainer, trainable variables, their initial values), seeded alike."""
-    from training.trainer import GANTrainer
+    from colourise_tf.training.trainer import GANTrainer
 
     keras.utils.set_random_seed(3)
     strategy = _strategy(replicas)
@@ -64,7 +64,7 @@ def _seeded_trainer(cfg, replicas: int):
 
 def _two_steps(cfg, replicas: int, batches):
     """Two GAN steps on the given global batches; returns (weight changes, metrics per step)."""
-    from training.loop import _split_over_replicas
+    from colourise_tf.training.loop import _split_over_replicas
 
     strategy, trainer, variables, start = _seeded_trainer(cfg, replicas)
     metrics = []
@@ -159,7 +159,7 @@ def test_eight_replicas_each_get_their_own_share_of_the_global_batch(tmp_path):
     """Per-replica input (the training loop's dataset function) under 8 logical
     replicas: each replica gets global/8 images on its own device, and together they
     are exactly the global batch one replica would read."""
-    from training.loop import _build_train_dataset, input_mode
+    from colourise_tf.training.loop import _build_train_dataset, input_mode
     from colourise_tf import data as data_lib
 
     _flat_colour_folder(tmp_path / "photos", 16)
@@ -183,7 +183,7 @@ def test_eight_replicas_each_get_their_own_share_of_the_global_batch(tmp_path):
 
 
 def test_uneven_global_batch_needs_host_input_and_per_replica_refuses_it():
-    from training.loop import input_mode
+    from colourise_tf.training.loop import input_mode
 
     strategy = _strategy(8)
     assert input_mode(strategy, _cfg("data.batch_size=12")) == "host"
@@ -197,8 +197,8 @@ def test_uneven_global_batch_needs_host_input_and_per_replica_refuses_it():
 def test_steps_per_loop_does_not_change_the_result(tmp_path, monkeypatch, replicas):
     """8 steps, one per call and four per call, end with the same weights; metrics
     leave the device only at the log steps."""
-    from training.loop import run_training
-    from training.trainer import GANTrainer
+    from colourise_tf.training.loop import run_training
+    from colourise_tf.training.trainer import GANTrainer
 
     calls = []
     original = GANTrainer.train_loop
@@ -228,7 +228,7 @@ def test_steps_per_loop_does_not_change_the_result(tmp_path, monkeypatch, replic
 
 
 def test_fewer_images_than_replicas_stops_before_writing(tmp_path):
-    from training.loop import run_training
+    from colourise_tf.training.loop import run_training
 
     cfg = _cfg("data.batch_size=4", "train.steps=1", "train.cpu_replicas=8", "train.strategy=mirrored")
     with pytest.raises(ValueError, match=r"data.batch_size=4 is the global batch, split over 8 replicas"):
@@ -237,7 +237,7 @@ def test_fewer_images_than_replicas_stops_before_writing(tmp_path):
 
 
 def test_mirrored_or_onedevice_without_gpu_is_an_error():
-    from training.runtime import make_strategy
+    from colourise_tf.training.runtime import make_strategy
 
     assert not tf.config.list_logical_devices("GPU")
     for name in ("mirrored", "onedevice"):
@@ -249,7 +249,7 @@ def test_mirrored_or_onedevice_without_gpu_is_an_error():
 
 
 def _traced_step_ops(cfg) -> list[str]:
-    from training.trainer import GANTrainer
+    from colourise_tf.training.trainer import GANTrainer
 
     trainer = GANTrainer(cfg)
     s = cfg.model.image_size
@@ -300,7 +300,7 @@ def test_float16_overflow_on_one_replica_skips_the_update_everywhere():
     weight becomes NaN or Inf, the loss scale halves, the weights stay, and the next
     (finite) step trains."""
     from colourise_tf import losses
-    from training.trainer import GANTrainer
+    from colourise_tf.training.trainer import GANTrainer
 
     cfg = _cfg("data.batch_size=4", "loss.adversarial=none", "model.discriminator=none")
     keras.mixed_precision.set_global_policy("mixed_float16")
@@ -316,7 +316,7 @@ def test_float16_overflow_on_one_replica_skips_the_update_everywhere():
             return losses.l1_loss(target, pred) * factor
 
         trainer.reconstruction = reconstruction
-        from training.loop import _split_over_replicas
+        from colourise_tf.training.loop import _split_over_replicas
 
         rng = np.random.default_rng(1)
         s = cfg.model.image_size
@@ -344,7 +344,7 @@ def test_cli_cpu_replicas_in_a_fresh_process(tmp_path):
     error-level line (Grappler's remapper included)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0")
     cmd = [
-        sys.executable, "-m", "training.train", "--preset", "tiny", "--workdir", str(tmp_path / "run"),
+        sys.executable, "-m", "colourise_tf.cli.train", "--preset", "tiny", "--workdir", str(tmp_path / "run"),
         "--no-progress", "--cpu-replicas", "3", "--steps", "2", "data.batch_size=4", "train.precision=float32",
         "train.checkpoint_every=1",
     ]
@@ -373,7 +373,7 @@ def test_whole_training_step_compiles_with_xla(preset):
     ``jit_compile=True`` and trains (finite losses, weights move), as on a TPU, where
     ``train.cpu_kernels=auto`` leaves the CPU-only kernels out."""
     from test_models import reduced, test_size
-    from training.trainer import GANTrainer
+    from colourise_tf.training.trainer import GANTrainer
 
     cfg = reduced(preset)
     s = test_size(cfg.model)

@@ -22,7 +22,7 @@ FINITE_KEYS = ("l1", "l2", "psnr", "ssim", "js_a", "js_b", "kl_a", "kl_b", "colo
 @pytest.fixture(scope="module")
 def run_dirs(tmp_path_factory) -> list[Path]:
     """Two tiny run directories (one training step each, different seeds)."""
-    from training.loop import run_training
+    from colourise_tf.training.loop import run_training
 
     root = tmp_path_factory.mktemp("runs")
     dirs = []

@@ -24,7 +24,7 @@ from colourise_tf.config import apply_overrides, get_preset, load_config, save_c
 from colourise_tf.data import load_samples
 from colourise_tf.layers import SpectralNorm
 from colourise_tf.models import build_generator
-from export import savedmodel as sm
+from colourise_tf.serving import savedmodel as sm
 
 REPO = Path(__file__).resolve().parents[1]
 PY_FUNC_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
@@ -430,7 +430,7 @@ def test_bad_inputs_in_a_subprocess_leave_it_running(export_dir):
 
 
 def test_cli_exports_next_version_and_models_config(run, base_dir, export_dir, capsys):
-    from export.cli import main
+    from colourise_tf.cli.export import main
 
     assert main(["savedmodel", str(run[0]), "--base-dir", str(base_dir), "--output-format", "jpeg"]) == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

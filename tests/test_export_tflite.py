@@ -25,7 +25,7 @@ from colourise_tf.config import apply_overrides, get_preset, save_config
 from colourise_tf.data import load_samples
 from colourise_tf.layers import SpectralNorm
 from colourise_tf.models import build_generator
-from export import tflite as tl
+from colourise_tf.serving import tflite as tl
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -162,7 +162,7 @@ def test_bad_arguments(run, tmp_path):
 
 
 def test_cli_tflite(run, tmp_path, capsys):
-    from export.cli import main
+    from colourise_tf.cli.export import main
 
     argv = ["tflite", str(run[0]), "--out-dir", str(tmp_path), "--variants", "float32,float16", "--name", "x"]
     assert main(argv) == 0
@@ -198,7 +198,7 @@ def test_reexport_keeps_variants_of_the_same_model_only(run, tmp_path):
 
 
 def test_cli_unusable_output_folder_is_a_clear_error(run, tmp_path, capsys):
-    from export.cli import main
+    from colourise_tf.cli.export import main
 
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -251,7 +251,7 @@ def test_bad_quantisation_is_an_error_not_a_crash(tmp_path):
     else:
         # Now and then the converter writes a model that does run; then it must really
         # run (checked in a child process: a broken one may abort its process).
-        code = "import sys, numpy as np; from export.tflite import _invoke_once; _invoke_once(open(sys.argv[1], 'rb').read())"
+        code = "import sys, numpy as np; from colourise_tf.serving.tflite import _invoke_once; _invoke_once(open(sys.argv[1], 'rb').read())"
         proc = subprocess.run([sys.executable, "-c", code, str(written)], cwd=REPO, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr[-2000:]
 
@@ -282,7 +282,7 @@ def test_mask_target_reaches_the_tflite_predictor(tmp_path, samples, target):
     np.testing.assert_array_equal(plain, with_full if target == "partial" else with_empty)
     assert np.abs(plain.astype(int) - keras_pred.colourise(img).astype(int)).max() <= 2
     if target == "partial":  # hints are refused by the TFLite predictor and the CLI alike
-        from colourise_tf import cli
+        from colourise_tf.cli import colourise as cli
 
         with pytest.raises(ValueError, match="trained with loss.mask_target=partial"):
             lite.colourise(img, mask=full, hints=img)

@@ -155,8 +155,8 @@ def test_gan_step_with_gemm_convs_matches_plain_step_also_mirrored(monkeypatch):
     import keras
 
     from colourise_tf import config as config_lib
-    from training.runtime import make_strategy
-    from training.trainer import GANTrainer
+    from colourise_tf.training.runtime import make_strategy
+    from colourise_tf.training.trainer import GANTrainer
 
     cfg = config_lib.apply_overrides(
         config_lib.get_preset("tiny"),

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from training import runtime
-from training.optim import FusedAdam
+from colourise_tf.training import runtime
+from colourise_tf.training.optim import FusedAdam
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -115,7 +115,7 @@ def test_configure_threads_sets_the_pools_and_keeps_them_once_tf_runs():
     fixed, and an explicit request that cannot be honoured is reported, not raised."""
     code = (
         "import tensorflow as tf\n"
-        "from training import runtime\n"
+        "from colourise_tf.training import runtime\n"
         "auto = runtime.auto_threads()\n"
         "got = runtime.configure_threads(None, None)\n"
         "print('AUTO', auto == got, got == (tf.config.threading.get_intra_op_parallelism_threads(),"

@@ -4,7 +4,7 @@ All models are the ``tiny`` preset (32x32). The SavedModel and TFLite artefacts 
 made here by hand, following the export contract (signature ``generator``:
 ``grey`` -> ``chroma``, config in ``assets/colourise_config.json``; ``.tflite`` with a
 ``<stem-without-_variant>.json`` sidecar), so these tests do not depend on
-``export/``; one test uses the real exporters when they are importable.
+:mod:`colourise_tf.serving`; one test uses the real exporters when they are importable.
 """
 
 from __future__ import annotations
@@ -110,14 +110,14 @@ from helpers import make_run  # noqa: E402
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory) -> Path:
     """A real 1-step training run of the tiny preset (hand-made if training fails)."""
-    from training.loop import run_training
+    from colourise_tf.training.loop import run_training
 
     run_dir = tmp_path_factory.mktemp("trained") / "run"
     cfg = apply_overrides(get_preset("tiny"), ["train.steps=1", "data.batch_size=2", "train.precision=float32"])
     try:
         run_training(cfg, run_dir, strategy="default", progress=False)
     except Exception as err:  # pragma: no cover - reported, then worked around
-        pytest.skip(f"training.loop.run_training failed ({type(err).__name__}: {err})")
+        pytest.skip(f"colourise_tf.training.loop.run_training failed ({type(err).__name__}: {err})")
     return run_dir
 
 
@@ -365,8 +365,8 @@ def test_load_errors_name_the_path(tmp_path):
 
 
 def test_with_project_exporters(vivid_run, tmp_path):
-    savedmodel = pytest.importorskip("export.savedmodel")
-    tflite = pytest.importorskip("export.tflite")
+    savedmodel = pytest.importorskip("colourise_tf.serving.savedmodel")
+    tflite = pytest.importorskip("colourise_tf.serving.tflite")
     keras_pred = load_predictor(vivid_run)
     g = grey_batch(2)
     sm_dir = savedmodel.export_savedmodel(vivid_run, tmp_path / "serving")

@@ -426,8 +426,8 @@ def test_training_reads_prepared_shards_and_resizes_on_the_device(prepared4, tmp
     import json
 
     from colourise_tf import config as config_lib
-    from training.loop import run_training
-    from training.runtime import make_strategy
+    from colourise_tf.training.loop import run_training
+    from colourise_tf.training.runtime import make_strategy
 
     cfg = config_lib.apply_overrides(config_lib.get_preset("tiny"), [
         f"data.dataset={prepared4}", "data.batch_size=4", "data.resize_on_device=on", "train.steps=4",

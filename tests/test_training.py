@@ -45,12 +45,12 @@ def _generator_weights(workdir: Path) -> dict[str, np.ndarray]:
 
 def _run_cli(workdir: Path, *args: str, env_extra=None, timeout=600) -> subprocess.CompletedProcess:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_DETERMINISTIC_OPS="1", **(env_extra or {}))
-    cmd = [sys.executable, "-m", "training.train", "--preset", "tiny", "--workdir", str(workdir), "--no-progress", *FAST, *args]
+    cmd = [sys.executable, "-m", "colourise_tf.cli.train", "--preset", "tiny", "--workdir", str(workdir), "--no-progress", *FAST, *args]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def test_tiny_run_trains_and_writes_run_directory(tmp_path):
-    from training.loop import run_training
+    from colourise_tf.training.loop import run_training
 
     cfg = tiny("train.steps=3")
     result = run_training(cfg, tmp_path, strategy="default", progress=False)
@@ -75,7 +75,7 @@ def test_tiny_run_trains_and_writes_run_directory(tmp_path):
 
 
 def test_tensorboard_event_files_hold_every_term(tmp_path):
-    from training.loop import run_training
+    from colourise_tf.training.loop import run_training
 
     run_training(tiny("train.steps=2"), tmp_path, strategy="default", progress=False)
     tags = set()
@@ -107,7 +107,7 @@ def test_tensorboard_event_files_hold_every_term(tmp_path):
 
 
 def test_weights_change_and_step_counts(tmp_path):
-    from training.loop import run_training
+    from colourise_tf.training.loop import run_training
 
     run_training(tiny("train.steps=2"), tmp_path / "a", strategy="default", progress=False)
     w2 = _generator_weights(tmp_path / "a")
@@ -147,7 +147,7 @@ def test_resume_in_new_process_matches_straight_run(tmp_path):
 
 def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tmp_path, monkeypatch):
     from colourise_tf import losses
-    from training.loop import NonFiniteLossError, run_training
+    from colourise_tf.training.loop import NonFiniteLossError, run_training
 
     run_training(tiny("train.steps=2"), tmp_path, strategy="default", progress=False)
     before = _generator_weights(tmp_path)
@@ -169,7 +169,7 @@ def test_non_finite_weights_are_never_checkpointed(tmp_path, monkeypatch):
     """A finite loss whose gradient is NaN poisons the weights: the step's checkpoint is
     refused, so the last checkpoint on disk stays the last good one."""
     from colourise_tf import losses
-    from training.loop import NonFiniteLossError, run_training
+    from colourise_tf.training.loop import NonFiniteLossError, run_training
 
     run_training(tiny("train.steps=2"), tmp_path, strategy="default", progress=False)
     before = _generator_weights(tmp_path)
@@ -190,7 +190,7 @@ def test_non_finite_weights_are_never_checkpointed(tmp_path, monkeypatch):
 
 
 def test_resume_refuses_other_model_or_data_settings_and_applies_new_learning_rates(tmp_path):
-    from training.loop import ResumeMismatchError, run_training
+    from colourise_tf.training.loop import ResumeMismatchError, run_training
 
     run_training(tiny("train.steps=2"), tmp_path, strategy="default", progress=False)
     saved_config = (tmp_path / "config.json").read_text()
@@ -218,7 +218,7 @@ def test_resume_refuses_other_model_or_data_settings_and_applies_new_learning_ra
 
 
 def test_cli_accepts_overrides_between_options():
-    from training.train import build_parser, resolve_config
+    from colourise_tf.cli.train import build_parser, resolve_config
 
     args = build_parser().parse_intermixed_args(
         ["--preset", "tiny", "train.steps=7", "--workdir", "w", "data.batch_size=3", "--no-progress"]
@@ -229,7 +229,7 @@ def test_cli_accepts_overrides_between_options():
 
 def test_cli_flag_and_override_of_one_field_must_agree(tmp_path, capsys):
     """--steps 5 train.steps=6 is refused (neither silently wins); equal values are fine."""
-    from training.train import build_parser, main, resolve_config
+    from colourise_tf.cli.train import build_parser, main, resolve_config
 
     def resolved(*argv):
         return resolve_config(build_parser().parse_intermixed_args(["--preset", "tiny", *argv]))
@@ -245,7 +245,7 @@ def test_cli_flag_and_override_of_one_field_must_agree(tmp_path, capsys):
 
 
 def test_imagenet_presets_follow_the_seed_split_unless_the_dataset_changes():
-    from training.train import build_parser, resolve_config
+    from colourise_tf.cli.train import build_parser, resolve_config
 
     def resolved(*argv):
         return resolve_config(build_parser().parse_intermixed_args(["--preset", "gorriz-ibn-sn-md", *argv])).data
@@ -278,8 +278,8 @@ def test_mirrored_two_replicas_equals_single_replica_update():
     """
     import keras
 
-    from training.runtime import make_strategy
-    from training.trainer import GANTrainer
+    from colourise_tf.training.runtime import make_strategy
+    from colourise_tf.training.trainer import GANTrainer
 
     cfg = tiny(
         "data.batch_size=4",
@@ -316,8 +316,8 @@ def test_mirrored_two_replicas_equals_single_replica_update():
 @pytest.mark.parametrize("batch", [4, 5, 3])
 def test_host_fed_split_equals_distribute_dataset_split(batch):
     """The host-fed input splits a global batch as experimental_distribute_dataset does."""
-    from training.loop import _split_over_replicas
-    from training.runtime import make_strategy
+    from colourise_tf.training.loop import _split_over_replicas
+    from colourise_tf.training.runtime import make_strategy
 
     strategy = make_strategy("mirrored", cpu_replicas=2)
     x = {"image": tf.reshape(tf.range(batch * 3), [batch, 3]), "mask": tf.ones([batch, 1])}
@@ -338,8 +338,8 @@ def test_mirrored_resume_continues_the_input_exactly(tmp_path, caplog, input_dis
     """Two replicas: 4 steps straight == 2 steps then 2 more. Host-split input resumes
     from the iterator saved in the checkpoint; per-replica input (whose distributed
     iterator cannot be saved) by skipping the batches its pipeline had read."""
-    from training.loop import run_training
-    from training.runtime import make_strategy
+    from colourise_tf.training.loop import run_training
+    from colourise_tf.training.runtime import make_strategy
 
     strategy = make_strategy("mirrored", cpu_replicas=2)
     assert strategy.num_replicas_in_sync == 2
@@ -367,7 +367,7 @@ def test_mirrored_resume_continues_the_input_exactly(tmp_path, caplog, input_dis
 
 def test_sigterm_writes_checkpoint_and_resume_continues(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    cmd = [sys.executable, "-m", "training.train", "--preset", "tiny", "--workdir", str(tmp_path),
+    cmd = [sys.executable, "-m", "colourise_tf.cli.train", "--preset", "tiny", "--workdir", str(tmp_path),
            "--no-progress", *FAST, "train.steps=100000", "train.checkpoint_every=100000"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     logs = tmp_path / "logs"
@@ -389,7 +389,7 @@ def test_sigterm_writes_checkpoint_and_resume_continues(tmp_path):
 
 
 def test_cli_lists_presets_and_rejects_bad_override(tmp_path):
-    from training.train import main
+    from colourise_tf.cli.train import main
 
     assert main(["--list-presets"]) == 0
     assert main(["--preset", "tiny", "--workdir", str(tmp_path), "model.no_such_field=1"]) == 2
@@ -397,7 +397,7 @@ def test_cli_lists_presets_and_rejects_bad_override(tmp_path):
 
 
 def test_cli_errors_found_while_starting_are_one_line_exit_2(tmp_path, capsys, monkeypatch):
-    from training.train import main
+    from colourise_tf.cli.train import main
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     args = ["--preset", "tiny", "--no-progress", *FAST]
@@ -412,7 +412,7 @@ def test_cli_errors_found_while_starting_are_one_line_exit_2(tmp_path, capsys, m
 
 
 def test_segmentation_presets_without_labels_are_a_clear_error(tmp_path, capsys):
-    from training.train import main
+    from colourise_tf.cli.train import main
 
     code = main(["--preset", "tarres-seg-shared", "--workdir", str(tmp_path / "seg"), "--no-progress",
                  "model.gen_filters=4,4,4,4,4,4,4", "model.image_size=128", "train.steps=1"])
@@ -422,7 +422,7 @@ def test_segmentation_presets_without_labels_are_a_clear_error(tmp_path, capsys)
 
 
 def test_cli_rejects_an_image_size_the_networks_cannot_run_at(tmp_path, capsys):
-    from training.train import main
+    from colourise_tf.cli.train import main
 
     run = tmp_path / "run"
     assert main(["--preset", "gorriz-ibn-sn-md", "--workdir", str(run), "model.image_size=64"]) == 2
@@ -432,7 +432,7 @@ def test_cli_rejects_an_image_size_the_networks_cannot_run_at(tmp_path, capsys):
 
 
 def test_cli_training_on_unusable_images_exits_with_a_message(tmp_path, capsys):
-    from training.train import main
+    from colourise_tf.cli.train import main
 
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -447,7 +447,7 @@ def test_cli_training_on_unusable_images_exits_with_a_message(tmp_path, capsys):
 def test_every_preset_runs_one_step(tmp_path):
     """Each preset's loss wiring runs end to end (tiny widths, 32x32 where possible)."""
     from colourise_tf import losses
-    from training.loop import run_training
+    from colourise_tf.training.loop import run_training
 
     for name in config_lib.list_presets():
         cfg = config_lib.get_preset(name)
@@ -483,7 +483,7 @@ def _start_workers(tmp_path, ports, *args):
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=json.dumps(tf_config))
-        cmd = [sys.executable, "-m", "training.train", "--preset", "tiny", "--workdir", str(tmp_path),
+        cmd = [sys.executable, "-m", "colourise_tf.cli.train", "--preset", "tiny", "--workdir", str(tmp_path),
                "--no-progress", "--strategy", "multiworker", *FAST, *args]
         procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return procs
@@ -542,7 +542,7 @@ def test_bfloat16_run_trains_and_leaves_the_global_policy_alone(tmp_path):
     the concrete policy in summary.json, and the caller's dtype policy restored."""
     import keras
 
-    from training.loop import run_training
+    from colourise_tf.training.loop import run_training
 
     keras.mixed_precision.set_global_policy("float32")
     cfg = tiny("train.steps=2", "train.precision=mixed_bfloat16", "model.gen_norm=ibn", "model.disc_norm=ibn")
@@ -559,7 +559,7 @@ def test_mask_target_sets_generator_hints_and_every_chroma_target(target):
     """hints: G sees the true ab inside the mask and learns the full colour image;
     partial (the IMPA project's stated target): G sees only the mask and learns mask * ab."""
     from colourise_tf import colour
-    from training.trainer import GANTrainer
+    from colourise_tf.training.trainer import GANTrainer
 
     cfg = tiny("model.mask_channel=true", "loss.mask_weight=1", f"loss.mask_target={target}")
     trainer = GANTrainer(cfg, tf.distribute.get_strategy())
@@ -609,7 +609,7 @@ def test_smooth_l1_reconstruction_uses_the_configured_delta(delta):
     cfg = config_lib.apply_overrides(
         config_lib.get_preset("tiny"), ["loss.reconstruction=smooth_l1", f"loss.smooth_l1_delta={delta}"]
     )
-    from training.trainer import GANTrainer
+    from colourise_tf.training.trainer import GANTrainer
 
     trainer = GANTrainer(cfg, tf.distribute.get_strategy())
     rng = np.random.default_rng(0)
@@ -626,7 +626,7 @@ def test_separate_decoders_train_in_the_seed_two_stages():
     """unet-seg-separate with train.seg_pretrain_steps=1: step 1 trains the encoder and
     the segmentation decoder only; step 2 the encoder and the colour decoder, with the
     segmentation decoder frozen (Tarrés 2021 S4.3.2)."""
-    from training.trainer import GANTrainer
+    from colourise_tf.training.trainer import GANTrainer
 
     cfg = config_lib.apply_overrides(
         config_lib.get_preset("tarres-seg-separate"),
@@ -671,7 +671,7 @@ def test_remote_run_directory_trains_resumes_and_loads(tmp_path, monkeypatch, sc
     load the run back; nothing lands in a local folder named after the scheme."""
     from colourise_tf import fileio
     from colourise_tf.runs import load_run
-    from training.loop import run_training
+    from colourise_tf.training.loop import run_training
 
     monkeypatch.chdir(tmp_path)
     workdir = f"ram://{tmp_path.name}/run" if scheme == "ram" else f"file://{tmp_path}/run"

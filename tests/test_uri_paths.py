@@ -19,8 +19,8 @@ import tensorflow as tf
 
 from colourise_tf import evaluate
 from colourise_tf.predictors import KerasPredictor, SavedModelPredictor, TFLitePredictor, load_predictor
-from export import savedmodel as sm
-from export import tflite as tl
+from colourise_tf.serving import savedmodel as sm
+from colourise_tf.serving import tflite as tl
 
 from helpers import S, make_run  # noqa: E402
 
@@ -136,7 +136,7 @@ def test_savedmodel_predictor_reads_ram_base(ram_savedmodel, ram_root, keras_pre
 
 
 def test_cli_savedmodel_to_ram_base(ram_run, ram_root, ram_savedmodel, capsys, clean_cwd):
-    from export.cli import main
+    from colourise_tf.cli.export import main
 
     base = f"{ram_root}/serving"
     assert main(["savedmodel", ram_run, "--base-dir", base]) == 0

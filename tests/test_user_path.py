@@ -8,7 +8,7 @@ the same models. The ``tiny`` preset hides failures that only a deep network sho
 
 Colour bounds: mean CIEDE2000 between each export's output image and the Keras
 model's (the run directory's), computed with scikit-image on the written files; the
-bounds are those stated in ``export/SERVING.md`` ("TFLite").
+bounds are those stated in ``docs/serving.md`` ("TFLite").
 """
 
 from __future__ import annotations

@@ -417,7 +417,7 @@ def run_training(
         cfg: resolved configuration; written to ``workdir/config.json``.
         workdir: run directory (created); a local path or a URI of any file system
             TensorFlow writes (``gs://bucket/run``, ``ram://``; ``file:///x`` is ``/x``).
-        strategy: name (see :func:`training.runtime.make_strategy`) or a strategy
+        strategy: name (see :func:`colourise_tf.training.runtime.make_strategy`) or a strategy
             object; defaults to ``cfg.train.strategy``.
         precision: policy name or ``auto``; defaults to ``cfg.train.precision``.
         max_steps: stop after this many steps in THIS process (the schedule still

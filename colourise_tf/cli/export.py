@@ -35,7 +35,7 @@ def _positive_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for docs and tests)."""
-    from . import savedmodel, tflite
+    from colourise_tf.serving import savedmodel, tflite
 
     parser = argparse.ArgumentParser(
         prog="colourise-export",
@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "savedmodel":
-            from .savedmodel import export_savedmodel, write_models_config
+            from colourise_tf.serving.savedmodel import export_savedmodel, write_models_config
 
             path = export_savedmodel(
                 args.source, args.base_dir, args.version, output_format=args.output_format,
@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = write_models_config(args.base_dir, args.model_name, base_path=args.models_config_base_path)
             print(json.dumps({"savedmodel": str(path), "version": int(basename(path)), "models_config": str(config)}))
         else:
-            from .tflite import VARIANTS, export_tflite
+            from colourise_tf.serving.tflite import VARIANTS, export_tflite
 
             variants = [v.strip() for v in args.variants.split(",") if v.strip()]
             bad = [v for v in variants if v not in VARIANTS]

@@ -1,4 +1,4 @@
-"""``colourise-train`` / ``python -m training.train``: the main job.
+"""``colourise-train`` / ``python -m colourise_tf.cli.train``: the main job.
 
 Examples::
 
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from colourise_tf import data as data_lib
 
-    from .loop import NonFiniteLossError, run_training
+    from colourise_tf.training.loop import NonFiniteLossError, run_training
 
     try:
         result = run_training(cfg, workdir, progress=not args.no_progress)

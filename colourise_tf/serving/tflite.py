@@ -537,7 +537,7 @@ def _check_int8(
 _CHILD = """
 import sys
 sys.path.insert(0, {root!r})
-from export.tflite import _child_convert_int8
+from colourise_tf.serving.tflite import _child_convert_int8
 _child_convert_int8(*sys.argv[1:])
 """
 
@@ -563,7 +563,7 @@ def _convert_int8_in_subprocess(
     """
     import subprocess
 
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
     with tempfile.TemporaryDirectory(prefix="colourise_int8_") as tmp:
         model_path = Path(tmp) / "model.tflite"
         child_source = fileio.normalize(source)

@@ -169,7 +169,7 @@ def expand_inputs(
         ``(files, unmatched)``: the files in command-line order (sorted within a
         folder or glob, duplicates removed), and the patterns that matched nothing.
     """
-    from .data import list_image_files
+    from colourise_tf.data import list_image_files
 
     exclude = os.fspath(exclude_dir) if exclude_dir is not None else None
     files: list[str] = []
@@ -210,7 +210,7 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     """
     from PIL import Image, ImageOps
 
-    from .data import ImageDecodeError, decode_image_file
+    from colourise_tf.data import ImageDecodeError, decode_image_file
 
     path = os.fspath(path)
     rgb = decode_image_file(path)
@@ -232,7 +232,7 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
 def read_mask(path: str | os.PathLike) -> np.ndarray:
     """Reads a black/white mask image: float32 ``[H, W, 1]``, 1 where the pixel is
     light (>= 128 after averaging the channels; white = hint region)."""
-    from .data import decode_image_file
+    from colourise_tf.data import decode_image_file
 
     rgb = decode_image_file(path).astype(np.float32)
     return (rgb.mean(axis=-1, keepdims=True) >= 127.5).astype(np.float32)
@@ -297,7 +297,7 @@ def _grey_preview(rgb: np.ndarray, colour_space: str) -> np.ndarray:
     """The input's lightness alone, as uint8 RGB (what the model sees)."""
     import tensorflow as tf
 
-    from . import colour, inference
+    from colourise_tf import colour, inference
 
     grey = inference.grey_of(rgb, colour_space)
     zeros = tf.zeros(tf.concat([tf.shape(grey)[:-1], [2]], 0))
@@ -309,7 +309,7 @@ def _colours_inside_mask_only(predictor) -> bool:
     answer = getattr(predictor, "colours_inside_mask_only", None)
     if answer is not None:
         return bool(answer)
-    from .inference import colours_inside_mask_only
+    from colourise_tf.inference import colours_inside_mask_only
 
     return colours_inside_mask_only(predictor.spec, getattr(predictor, "cfg", None))
 
@@ -458,7 +458,7 @@ def output_ext(path: str, fmt: str | None = None) -> str:
 
 
 def _reason(err: BaseException, path) -> str:
-    from .data import ImageDecodeError
+    from colourise_tf.data import ImageDecodeError
 
     if isinstance(err, ImageDecodeError):
         return err.reason
@@ -570,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_model(arg: str | None):
-    from .predictors import load_predictor
+    from colourise_tf.predictors import load_predictor
 
     path = arg or os.environ.get("COLOURISE_MODEL") or DEFAULT_MODEL
     if arg is None and not os.path.exists(path):
@@ -625,7 +625,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return fail(
                 f"--mask needs a model with a mask channel (the partial-mask preset); {predictor.source} has none"
             )
-        from .data import ImageDecodeError, decode_image_file
+        from colourise_tf.data import ImageDecodeError, decode_image_file
 
         try:
             mask = read_mask(args.mask)

@@ -81,7 +81,7 @@ def make_strategy(name: str = "default", tpu_address: str | None = None, cpu_rep
         if len(cpus) < cpu_replicas:
             raise ValueError(
                 f"train.cpu_replicas={cpu_replicas} but TensorFlow has {len(cpus)} logical CPU device(s) "
-                "(call training.runtime.configure_cpu_replicas before TensorFlow starts)"
+                "(call colourise_tf.training.runtime.configure_cpu_replicas before TensorFlow starts)"
             )
         # Sums through one device instead of collective ops: the same arithmetic, and
         # several such strategies can live in one process (a notebook, the tests).

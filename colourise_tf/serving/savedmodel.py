@@ -7,7 +7,7 @@ directory next to it and renamed into place, so a server polling the base
 directory never sees a half-written version. :func:`write_models_config` writes
 the ``models.config`` file for ``tensorflow_model_server --model_config_file``.
 
-Signatures (all in the graph, TensorFlow ops only; see ``export/SERVING.md``):
+Signatures (all in the graph, TensorFlow ops only; see ``docs/serving.md``):
 
 ``serving_default``
     ``images`` tf.string ``[N]`` (JPEG, PNG, GIF (first frame), BMP bytes) ->

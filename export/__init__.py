@@ -1,1 +1,0 @@
-"""Export: SavedModel for TF Serving and TFLite for devices."""
