@@ -222,7 +222,7 @@ def traced_step(cfg, generator, discriminator) -> dict:
     import tensorflow as tf
 
     from colourise_tf import losses, models
-    from colourise_tf.cpu import cpu_kernels
+    from colourise_tf.ops import cpu_kernels
 
     m, s = cfg.model, cfg.model.image_size
     c_g, c_d = models.generator_input_channels(m), models.discriminator_input_channels(m)

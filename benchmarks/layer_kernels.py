@@ -6,20 +6,20 @@
    ``InstanceNormalization`` against ``keras.layers.GroupNormalization(groups=-1)``.
 2. Kernel gradients of the U-Net and PatchGAN convs: oneDNN's
    ``Conv2DBackpropFilter`` against one GEMM over patches
-   (``colourise_tf.layers._patches_matmul``) and against GEMMs over shifted views
-   (``_shifted_matmul``), and which one ``conv_forward`` picks
+   (``colourise_tf.ops.filter_grad._patches_matmul``) and against GEMMs over shifted views
+   (``_shifted_matmul``), and which one ``colourise_tf.ops.conv2d`` picks
    (``patch_filter_gradient_wanted``, then ``shifted_filter_gradient_wanted``).
 3. Stride-1 convs, forward and both gradients, float32 (``--only winograd``):
-   ``tf.nn.conv2d`` on the padded input against ``colourise_tf.winograd.winograd_conv2d``
-   and, for convs to at most 4 channels, ``colourise_tf.thin_conv.thin_output_conv2d``
+   ``tf.nn.conv2d`` on the padded input against ``colourise_tf.ops.winograd.winograd_conv2d``
+   and, for convs to at most 4 channels, ``colourise_tf.ops.thin_conv.thin_output_conv2d``
    (also in bfloat16), and which one ``conv_forward`` takes in training
    (``winograd_wanted``, ``thin_output_wanted``); and the U-Net's 128->2 transposed
    chroma conv, direct against ``thin_output_conv2d_transpose``.
 4. Few-position convs and transposed convs, forward and both gradients, float32
    (``--only gemm``): the U-Net's deep layers at 256x256 and 128x128 and the
    PatchGAN's stride-1 layer at its small scales, TF's ops as ``conv_forward`` used
-   them before (oneDNN, with the GEMM kernel gradient where ``_filter_grad_fn`` says)
-   against ``colourise_tf.gemm_conv``, and whether ``gemm_conv_wanted`` takes it.
+   them before (oneDNN, with the GEMM kernel gradient where ``filter_grad_fn`` says)
+   against ``colourise_tf.ops.gemm_conv``, and whether ``gemm_conv_wanted`` takes it.
 
 Medians of interleaved repeats, float32 and bfloat16, batch 4; prints a table and
 writes JSON. ``--intra-op-threads 1`` measures the way training runs on a 2-core CPU
@@ -41,10 +41,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from colourise_tf import gemm_conv as G
-from colourise_tf import layers as L
-from colourise_tf import thin_conv as TC
-from colourise_tf import winograd as W
+from colourise_tf.ops import conv as C
+from colourise_tf.ops import filter_grad as FG
+from colourise_tf.ops import gemm_conv as G
+from colourise_tf.ops import thin_conv as TC
+from colourise_tf.ops import winograd as W
 from colourise_tf.cpu import cpu_summary
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,16 +125,16 @@ def _filter_grad_case(kind, n, cin, cout, dtype, repeats, stride=2):
             input=src, filter_sizes=kshape, out_backprop=other, strides=[1, *strides, 1], padding=padding
         )
     )
-    gemm = tf.function(lambda: L._patches_matmul(src, other, kshape, strides, padding))
-    shifted = tf.function(lambda: L._shifted_matmul(src, other, kshape, strides, padding))
+    gemm = tf.function(lambda: FG._patches_matmul(src, other, kshape, strides, padding))
+    shifted = tf.function(lambda: FG._shifted_matmul(src, other, kshape, strides, padding))
     a = native().numpy().astype(np.float32)
     rel = {name: float(np.abs(a - f().numpy().astype(np.float32)).max() / np.abs(a).max())
            for name, f in (("patches_gemm", gemm), ("shifted_gemm", shifted))}
     res = _median_ms({"native": lambda: native().numpy(), "patches_gemm": lambda: gemm().numpy(),
                       "shifted_gemm": lambda: shifted().numpy()}, repeats)
-    chosen = L._filter_grad_fn(rows, kshape, strides, dtype)
+    chosen = FG.filter_grad_fn(rows, kshape, strides, dtype)
     res.update(rows=rows, kernel_elements=int(np.prod(kshape)), stride=stride, max_rel_diff=rel,
-               chosen={None: "native", L._patches_matmul: "patches_gemm", L._shifted_matmul: "shifted_gemm"}[chosen])
+               chosen={None: "native", FG._patches_matmul: "patches_gemm", FG._shifted_matmul: "shifted_gemm"}[chosen])
     return res
 
 
@@ -209,7 +210,7 @@ def _gemm_case(kind, n, cin, cout, stride, pad, repeats):
         k = tf.constant((rng.normal(size=(4, 4, cout, cin)) * 0.05).astype(np.float32))
         out_shape = [BATCH, n * stride, n * stride, cout]
         rows = BATCH * n * n
-        fg = L._filter_grad_fn(rows, k.shape, (stride, stride), tf.float32)
+        fg = FG.filter_grad_fn(rows, k.shape, (stride, stride), tf.float32)
         if fg is None:
             def tf_path(x, k):
                 return tf.nn.conv2d_transpose(x, k, out_shape, stride, "SAME")
@@ -223,7 +224,7 @@ def _gemm_case(kind, n, cin, cout, stride, pad, repeats):
         k = tf.constant((rng.normal(size=(4, 4, cin, cout)) * 0.05).astype(np.float32))
         on = (n + 2 * pad - 4) // stride + 1
         rows = BATCH * on * on
-        fg = L._filter_grad_fn(rows, k.shape, (stride, stride), tf.float32)
+        fg = FG.filter_grad_fn(rows, k.shape, (stride, stride), tf.float32)
 
         def padded(x):
             return tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
@@ -233,7 +234,7 @@ def _gemm_case(kind, n, cin, cout, stride, pad, repeats):
                 return tf.nn.conv2d(padded(x), k, stride, "VALID")
         else:
             def tf_path(x, k):
-                return L._conv2d_custom_grad(padded(x), k, (stride, stride), "VALID", fg)
+                return FG.conv2d_custom_grad(padded(x), k, (stride, stride), "VALID", fg)
 
         def gemm(x, k):
             return G.gemm_conv2d(x, k, (stride, stride), ((pad, pad), (pad, pad)))
@@ -247,16 +248,16 @@ def _gemm_case(kind, n, cin, cout, stride, pad, repeats):
 
 
 def _gemm_chosen(kind, n, kernel_shape, stride, pad, rows) -> str:
-    """The path ``conv_forward`` takes in float32 training: gemm, winograd or tf
+    """The path ``colourise_tf.ops.conv2d`` takes in float32 training: gemm, winograd or tf
     (for a conv, through its own ``_gemm_pads`` / ``_winograd_pads``)."""
     if kind == "convT":
         return "gemm" if G.gemm_conv_wanted(rows, kernel_shape, (stride, stride), tf.float32, True) else "tf"
     layer = keras.layers.Conv2D(int(kernel_shape[3]), int(kernel_shape[0]), stride, padding="valid", use_bias=False)
     layer.build((None, None, None, int(kernel_shape[2])))
     x = tf.zeros([BATCH, n, n, int(kernel_shape[2])])
-    if L._gemm_pads(layer, x, layer.kernel, pad) is not None:
+    if C._gemm_pads(x, layer.kernel, (stride, stride), "VALID", pad) is not None:
         return "gemm"
-    return "winograd" if L._winograd_pads(layer, x, pad) is not None else "tf"
+    return "winograd" if C._winograd_pads(x, layer.kernel, (stride, stride), "VALID", pad) is not None else "tf"
 
 
 def main() -> None:

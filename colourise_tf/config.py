@@ -310,7 +310,7 @@ class TrainConfig:
     # loss trains (encoder + segmentation decoder); then encoder + colour decoder train on
     # both losses with the segmentation decoder frozen. 0 = both from the start.
     seg_pretrain_steps: int = 0
-    # The CPU-only kernels (colourise_tf.cpu): auto = only when TensorFlow sees no GPU and
+    # The CPU-only kernels (colourise_tf.ops): auto = only when TensorFlow sees no GPU and
     # no TPU, on = whatever the devices, off = never. Only ever in the training step.
     cpu_kernels: str = "auto"
     # Split the CPU into this many logical devices and train on them as replicas

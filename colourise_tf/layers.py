@@ -83,8 +83,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from colourise_tf import gemm_conv, thin_conv, winograd
-from colourise_tf.cpu import CPU_KERNEL_SCOPE, cpu_kernels_enabled
+from colourise_tf import ops as kernels
 
 __all__ = [
     "SpectralNorm",
@@ -285,170 +284,9 @@ def _static_size(shape) -> int | None:
     return int(math.prod(shape))
 
 
-def _same_equals_symmetric_pad(n: int | None, k: int, s: int, pad: int) -> bool:
-    """Whether TF's "SAME" padding of an axis of size ``n`` is exactly ``pad`` per side."""
-    if n is None:
-        return False
-    out = -(-n // s)
-    total = max((out - 1) * s + k - n, 0)
-    return total == 2 * pad and (n + 2 * pad - k) // s + 1 == out
-
-
-def patch_filter_gradient_wanted(rows: int, kernel_elements: int, dtype) -> bool:
-    """Whether :func:`conv_forward` computes a kernel gradient as patches^T @ grad.
-
-    oneDNN's filter-gradient kernels are slow for layers with few spatial positions
-    and many channels (the deep U-Net layers: 14-80 GFLOP/s against ~350 for the
-    same work as one GEMM, measured on the 2-core AVX512-BF16 CPU at batch 4;
-    ``benchmarks/layer_kernels.py``). ``rows`` is the GEMM's inner size: output
-    positions of a conv, input positions of a transposed conv (batch included).
-    """
-    if kernel_elements < _PATCH_GRAD_MIN_KERNEL:
-        return False
-    limit = _PATCH_GRAD_MAX_ROWS_HALF if _is_half(dtype) else _PATCH_GRAD_MAX_ROWS
-    return rows <= limit
-
-
-def shifted_filter_gradient_wanted(kernel_shape, strides, dtype) -> bool:
-    """Whether :func:`conv_forward` computes a kernel gradient with :func:`_shifted_matmul`.
-
-    In bfloat16 on CPUs without AMX, oneDNN's filter-gradient kernel (``jit_bf16``)
-    runs at ~270 GFLOP/s where its forward and input-gradient kernels reach ~430;
-    the same sum as ``k/s`` GEMMs over shifted views of the input is 10-25% faster
-    once each GEMM's result (``C_out`` x ``(k/s) * s^2 * C_in``) is large enough: the
-    PatchGAN's 256->512 (stride 1) and 128->256 layers, the U-Net's 128->256 and
-    256->512 layers and its 1024->256, 512->128 and 256->64 transposed convs, whose
-    kernel gradients are those of 256->1024, 128->512 and 64->256 convs
-    (``benchmarks/layer_kernels.py``; with one intra-op thread, as training uses on
-    a 2-core CPU, 64->256 gains 12% and 64->128 nothing, so the latter stays
-    native). In float32 the same comparison came out mixed from run to run (faster
-    on some layers, slower on others), so float32 keeps oneDNN's kernel. Square
-    kernels divisible by a square stride only.
-    """
-    if getattr(dtype, "name", dtype) not in _SHIFTED_GRAD_DTYPES:
-        return False
-    kh, kw, cin, cout = (int(d) for d in kernel_shape)
-    sh, sw = strides
-    if kh != kw or sh != sw or kh % sh:
-        return False
-    width = (kh // sh) * sh * sh * cin
-    return width >= _SHIFTED_GRAD_MIN_WIDTH and width * cout >= _SHIFTED_GRAD_MIN_OUTPUT
-
-
-def _is_half(dtype) -> bool:
-    return getattr(dtype, "name", dtype) in ("bfloat16", "float16")
-
-
-# Thresholds of the two rules above (module-level so tests can force a path).
-_PATCH_GRAD_MIN_KERNEL = 1 << 20
-_PATCH_GRAD_MAX_ROWS = 256
-_PATCH_GRAD_MAX_ROWS_HALF = 1024
-_SHIFTED_GRAD_MIN_WIDTH = 512
-_SHIFTED_GRAD_MIN_OUTPUT = 1 << 17
-_SHIFTED_GRAD_DTYPES = ("bfloat16",)
-
-
-def _patches_matmul(src, other, kernel_shape, strides, padding):
-    """``sum_p patch(src)[p] (x) other[p]``: a conv's kernel gradient as one GEMM."""
-    kh, kw = kernel_shape[0], kernel_shape[1]
-    p = tf.image.extract_patches(src, [1, kh, kw, 1], [1, *strides, 1], [1, 1, 1, 1], padding)
-    p = tf.reshape(p, [-1, kh * kw * int(src.shape[-1])])
-    g = tf.matmul(p, tf.reshape(other, [-1, int(other.shape[-1])]), transpose_a=True)
-    return tf.reshape(g, kernel_shape)
-
-
-def _shifted_matmul(src, other, kernel_shape, strides, padding):
-    """The same sum as :func:`_patches_matmul` without building the patches.
-
-    For a ``k x k`` kernel with stride ``s`` (``k % s == 0``) the padded input is
-    folded with ``space_to_depth(s)``; tap ``(s*a + p, s*b + q)`` of the kernel then
-    reads position ``(y + a, x + b)`` of the folded input at channel block ``(p, q)``.
-    With rows (height) outermost, the ``k/s`` width shifts are concatenated along
-    channels once, and each of the ``k/s`` height shifts is a contiguous slice:
-    ``k/s`` GEMMs of width ``(k/s) * s^2 * C_in``, each contracting over all output
-    positions. The result is reassembled into ``[k, k, C_in, C_out]``.
-    """
-    k, s = int(kernel_shape[0]), int(strides[0])
-    n, h, w, cin = (int(d) for d in src.shape)
-    _, oh, ow, cout = (int(d) for d in other.shape)
-    if padding == "SAME":
-        th, tw = max((oh - 1) * s + k - h, 0), max((ow - 1) * s + k - w, 0)
-        pads = [[0, 0], [th // 2, th - th // 2], [tw // 2, tw - tw // 2], [0, 0]]
-    else:
-        pads = [[0, 0], [0, 0], [0, 0], [0, 0]]
-    pads[1][1] += -(h + pads[1][0] + pads[1][1]) % s  # fold needs multiples of s
-    pads[2][1] += -(w + pads[2][0] + pads[2][1]) % s
-    if any(v for pair in pads for v in pair):
-        src = tf.pad(src, pads)
-    if s > 1:
-        src = tf.nn.space_to_depth(src, s)
-    ka = k // s
-    rows_first = tf.transpose(src, [1, 0, 2, 3])  # [H', N, W', s*s*C]
-    wide = tf.concat([rows_first[:, :, b : b + ow, :] for b in range(ka)], axis=-1)
-    grad = tf.reshape(tf.transpose(other, [1, 0, 2, 3]), [oh * n * ow, cout])
-    width = ka * s * s * cin
-    parts = [
-        tf.matmul(grad, tf.reshape(wide[a : a + oh], [oh * n * ow, width]), transpose_a=True)
-        for a in range(ka)
-    ]  # each [C_out, (b, p, q, C_in)]
-    g = tf.reshape(tf.stack(parts), [ka, cout, ka, s, s, cin])
-    return tf.reshape(tf.transpose(g, [0, 3, 2, 4, 5, 1]), [k, k, cin, cout])
-
-
-def _filter_grad_fn(rows: int, kernel_shape, strides, dtype):
-    """The kernel-gradient function :func:`conv_forward` uses, or ``None`` for TF's own.
-
-    One GEMM over patches for the few-position layers (up to ``_PATCH_GRAD_MAX_ROWS``
-    rows), else the shifted GEMMs where they are wanted, else patches where wanted.
-    """
-    patches = patch_filter_gradient_wanted(rows, int(math.prod(kernel_shape)), dtype)
-    if patches and rows <= _PATCH_GRAD_MAX_ROWS:
-        return _patches_matmul
-    if shifted_filter_gradient_wanted(kernel_shape, strides, dtype):
-        return _shifted_matmul
-    return _patches_matmul if patches else None
-
-
-def _conv2d_custom_grad(x, kernel, strides, padding, filter_grad):
-    """``tf.nn.conv2d`` whose kernel gradient is ``filter_grad(x, dy, ...)``."""
-
-    @tf.custom_gradient
-    def conv(x, kernel):
-        y = tf.nn.conv2d(x, kernel, [1, *strides, 1], padding)
-
-        def grad(dy):
-            dx = tf.raw_ops.Conv2DBackpropInput(
-                input_sizes=tf.shape(x), filter=kernel, out_backprop=dy, strides=[1, *strides, 1], padding=padding
-            )
-            return dx, filter_grad(x, dy, kernel.shape, strides, padding)
-
-        return y, grad
-
-    return conv(x, kernel)
-
-
-def _conv2d_transpose_custom_grad(x, kernel, output_shape, strides, padding, filter_grad):
-    """``tf.nn.conv2d_transpose`` whose kernel gradient is ``filter_grad(dy, x, ...)``.
-
-    The transposed conv is the adjoint of the conv from ``output_shape`` to ``x``'s
-    shape with the same kernel, so its input gradient is that conv of the upstream
-    gradient and its kernel gradient pairs patches of the upstream gradient with ``x``.
-    """
-
-    @tf.custom_gradient
-    def conv_t(x, kernel):
-        y = tf.nn.conv2d_transpose(x, kernel, output_shape, [1, *strides, 1], padding)
-
-        def grad(dy):
-            dx = tf.nn.conv2d(dy, kernel, [1, *strides, 1], padding)
-            return dx, filter_grad(dy, x, kernel.shape, strides, padding)
-
-        return y, grad
-
-    return conv_t(x, kernel)
-
-
 def _plain(layer) -> bool:
+    """Whether ``layer`` is a conv :mod:`colourise_tf.ops` handles: NHWC, undilated,
+    ungrouped, no output padding, "same" or "valid"."""
     return (
         layer.data_format == "channels_last"
         and tuple(layer.dilation_rate) == (1, 1)
@@ -466,141 +304,27 @@ def conv_forward(layer, x, kernel, explicit_padding: int | None = None, training
         x: input, already in the compute dtype.
         kernel: kernel in the layer's layout and the compute dtype.
         explicit_padding: zero pixels added per side before a "valid" ``Conv2D``
-            (the PatchGAN's ``padding=1``); see :func:`_explicit_pad`.
-        training: whether the call is part of a training step; only then, and only
-            where the CPU-kernel gate allows (:func:`colourise_tf.cpu.cpu_kernels_enabled`), may a
-            float32 conv or transposed conv over few positions run as GEMMs
-            (:mod:`gemm_conv`, where :func:`gemm_conv.gemm_conv_wanted` says so), a
-            float32 stride-1 conv run as :func:`winograd.winograd_conv2d` (where
-            :func:`winograd.winograd_wanted` says so) and a conv or transposed conv
-            to a few channels in two steps (:mod:`thin_conv`, where its rules say
-            so), so inference and exported graphs keep the plain conv ops.
+            (the PatchGAN's ``padding=1``).
+        training: whether the call is part of a training step (see
+            :func:`colourise_tf.ops.conv2d`: only then may a CPU-only kernel run).
 
-    Under the same gate, for static shapes where :func:`patch_filter_gradient_wanted`
-    or :func:`shifted_filter_gradient_wanted` says so, the kernel gradient is computed
-    with GEMMs instead of oneDNN's filter-gradient kernel; values and gradients are
-    the same either way (up to summation order). Those paths' ops are created in the
-    name scope :data:`colourise_tf.cpu.CPU_KERNEL_SCOPE`.
+    Plain layers (:func:`_plain`) go through :func:`colourise_tf.ops.conv2d` /
+    :func:`colourise_tf.ops.conv2d_transpose`; others through Keras's own op.
     """
-    if cpu_kernels_enabled(training):
-        with tf.name_scope(CPU_KERNEL_SCOPE):
-            return _conv_forward(layer, x, kernel, explicit_padding, fast=True)
-    return _conv_forward(layer, x, kernel, explicit_padding, fast=False)
-
-
-def _conv_forward(layer, x, kernel, explicit_padding: int | None, fast: bool):
-    """:func:`conv_forward`; ``fast``: the CPU-only kernels may be used."""
-    strides = tuple(layer.strides)
-    static = all(d is not None for d in x.shape)
     if isinstance(layer, keras.layers.Conv2DTranspose):
-        if not _plain(layer) or not static:
+        if not _plain(layer):
             return ops.conv_transpose(
-                x, kernel, strides=list(strides), padding=layer.padding, output_padding=layer.output_padding,
+                x, kernel, strides=list(layer.strides), padding=layer.padding, output_padding=layer.output_padding,
                 dilation_rate=layer.dilation_rate, data_format=layer.data_format,
             )
-        b, h, w, _ = (int(d) for d in x.shape)
-        kh, kw = layer.kernel_size
-        if layer.padding == "same":
-            oh, ow = h * strides[0], w * strides[1]
-        else:
-            oh, ow = (h - 1) * strides[0] + kh, (w - 1) * strides[1] + kw
-        out_shape = [b, oh, ow, int(kernel.shape[2])]
-        padding = layer.padding.upper()
-        if gemm_conv.gemm_conv_wanted(b * h * w, kernel.shape, strides, x.dtype, fast):
-            return gemm_conv.gemm_conv2d_transpose(x, kernel, out_shape, strides, padding)
-        if thin_conv.thin_output_transpose_wanted(kernel.shape, x.dtype, fast):
-            return thin_conv.thin_output_conv2d_transpose(x, kernel, out_shape, strides, padding)
-        filter_grad = _filter_grad_fn(b * h * w, kernel.shape, strides, x.dtype) if fast else None
-        if filter_grad is not None:
-            return _conv2d_transpose_custom_grad(x, kernel, out_shape, strides, padding, filter_grad)
-        return tf.nn.conv2d_transpose(x, kernel, out_shape, [1, *strides, 1], padding)
-    if fast and _plain(layer) and static:
-        pads = _gemm_pads(layer, x, kernel, explicit_padding)
-        if pads is not None:
-            return gemm_conv.gemm_conv2d(x, kernel, strides, pads)
-    if fast and _plain(layer) and all(d is not None for d in x.shape[1:]):
-        pads = _winograd_pads(layer, x, explicit_padding)
-        if pads is not None:
-            return winograd.winograd_conv2d(x, kernel, pads)
-    if explicit_padding is not None:
-        x, padding = _explicit_pad(layer, x, explicit_padding)
-    elif _plain(layer):
-        padding = layer.padding.upper()
-    else:
-        return layer.convolution_op(x, kernel)
-    if thin_conv.thin_output_wanted(kernel.shape, strides, x.dtype, fast):
-        return thin_conv.thin_output_conv2d(x, kernel, padding)
-    if fast and static:
-        b, h, w, _ = (int(d) for d in x.shape)
-        kh, kw = layer.kernel_size
-        if padding == "SAME":
-            oh, ow = -(-h // strides[0]), -(-w // strides[1])
-        else:
-            oh, ow = (h - kh) // strides[0] + 1, (w - kw) // strides[1] + 1
-        filter_grad = _filter_grad_fn(b * oh * ow, kernel.shape, strides, x.dtype)
-        if filter_grad is not None:
-            return _conv2d_custom_grad(x, kernel, strides, padding, filter_grad)
-    return tf.nn.conv2d(x, kernel, [1, *strides, 1], padding)
-
-
-def _gemm_pads(layer: keras.layers.Conv2D, x, kernel, explicit_padding: int | None):
-    """The ``pads`` for :func:`gemm_conv.gemm_conv2d` if it is wanted, else ``None``.
-
-    ``x`` has a static shape (checked by the caller).
-    """
-    n, h, w = (int(d) for d in x.shape[:3])
-    (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
-    if explicit_padding is not None:
-        pads = ((explicit_padding,) * 2,) * 2
-    else:
-        padding = layer.padding.upper()
-        pads = (gemm_conv.conv_pads(h, kh, sh, padding), gemm_conv.conv_pads(w, kw, sw, padding))
-    rows = n * ((h + sum(pads[0]) - kh) // sh + 1) * ((w + sum(pads[1]) - kw) // sw + 1)
-    if not gemm_conv.gemm_conv_wanted(rows, kernel.shape, layer.strides, x.dtype, training=True):
-        return None
-    if rows > gemm_conv.MAX_ROWS_VS_WINOGRAD and _winograd_pads(layer, x, explicit_padding) is not None:
-        return None
-    return pads
-
-
-def _winograd_pads(layer: keras.layers.Conv2D, x, explicit_padding: int | None):
-    """The ``pads`` for :func:`winograd.winograd_conv2d` if it is wanted, else ``None``.
-
-    ``x`` has static height, width and channels (checked by the caller).
-    """
-    if tuple(layer.strides) != (1, 1):
-        return None
-    h, w = int(x.shape[1]), int(x.shape[2])
-    k = int(layer.kernel_size[0])
-    if explicit_padding is not None:
-        pads = ((explicit_padding,) * 2,) * 2
-    elif layer.padding == "same":
-        pads = (((k - 1) // 2, k // 2),) * 2  # TF's "SAME" for stride 1: the extra pixel after
-    else:
-        pads = ((0, 0), (0, 0))
-    out_hw = (h + sum(pads[0]) - k + 1, w + sum(pads[1]) - k + 1)
-    kernel_shape = (*layer.kernel_size, int(x.shape[-1]), int(layer.filters))
-    if winograd.winograd_wanted(kernel_shape, layer.strides, out_hw, x.dtype, training=True):
-        return pads
-    return None
-
-
-def _explicit_pad(layer: keras.layers.Conv2D, x, pad: int):
-    """``(input, padding)`` for a conv on ``x`` zero-padded by ``pad`` per side.
-
-    When "SAME" padding pads exactly ``pad`` per side (e.g. a 4x4 stride-2 conv with
-    ``pad = 1`` on an even size, as in every stride-2 PatchGAN layer) the padding is
-    left to the convolution, saving the padded copy of the input and the slice of its
-    gradient; otherwise the input is padded first, as ``ZeroPadding2D`` would.
-    (TensorFlow's "EXPLICIT" padding would do it in general, but the oneDNN kernels
-    do not take it: measured 1.2x slower in float32 and 40x in bfloat16.)
-    """
+        return kernels.conv2d_transpose(x, kernel, layer.strides, layer.padding, training=training)
     if not _plain(layer):
-        raise ValueError("explicit padding supports channels_last, undilated, ungrouped Conv2D only")
-    (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
-    if _same_equals_symmetric_pad(x.shape[1], kh, sh, pad) and _same_equals_symmetric_pad(x.shape[2], kw, sw, pad):
-        return x, "SAME"
-    return tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]]), "VALID"
+        if explicit_padding is not None:
+            raise ValueError("explicit padding supports channels_last, undilated, ungrouped Conv2D only")
+        return layer.convolution_op(x, kernel)
+    return kernels.conv2d(
+        x, kernel, layer.strides, layer.padding, explicit_padding=explicit_padding, training=training
+    )
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -1081,7 +805,7 @@ class ConvBlock(keras.layers.Layer):
             self.act.build(shape)
 
     def _explicit_padding(self) -> int | None:
-        """Zero padding handed to the convolution itself (see :func:`_explicit_pad`)."""
+        """Zero padding handed to the convolution itself (see :func:`colourise_tf.ops.conv2d`)."""
         if self.pad is None or self.pad_mode != "constant" or self.transpose:
             return None
         return self.padding

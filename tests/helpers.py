@@ -107,7 +107,7 @@ def cpu_kernel_ops(graph) -> list[str]:
     """Names of the ops that only the CPU-only kernels create: anything in their name
     scope, and ``tf.custom_gradient`` wrappers inside the networks other than the
     normalisation layers' (IBN's fused kernel is device-neutral)."""
-    from colourise_tf.cpu import CPU_KERNEL_SCOPE
+    from colourise_tf.ops import CPU_KERNEL_SCOPE
 
     found = []
     for op in graph_ops(graph):

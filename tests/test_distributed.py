@@ -266,7 +266,7 @@ def test_cpu_kernels_never_engage_when_a_gpu_is_visible(monkeypatch):
     """train.cpu_kernels=auto: with the device query reporting a GPU, the traced step
     holds none of the CPU-only kernels and is op for op the step with them off; on this
     CPU-only machine (and with ``on``) it does hold them."""
-    from colourise_tf import cpu
+    from colourise_tf.ops import gate as cpu
 
     cfg = config_lib.apply_overrides(
         config_lib.get_preset("gorriz-ibn-sn-md"),

@@ -319,7 +319,7 @@ def test_exported_generator_graph_has_no_training_kernels_for_any_preset():
     converter then silently wrote a model without signatures (the deep U-Net of the
     default preset at 128x128 did). Every preset at its native size traces without them,
     while the same generator in training (gate on) does use them: the check can see them."""
-    from colourise_tf import cpu
+    from colourise_tf.ops import gate as cpu
     from colourise_tf.config import list_presets
 
     from helpers import cpu_kernel_ops

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from colourise_tf import cpu, gemm_conv
-from colourise_tf.gemm_conv import col2im, conv_pads, gemm_conv2d, gemm_conv2d_transpose, gemm_conv_wanted, im2col
+from colourise_tf.ops import gate as cpu
+from colourise_tf.ops import gemm_conv
+from colourise_tf.ops.gemm_conv import col2im, conv_pads, gemm_conv2d, gemm_conv2d_transpose, gemm_conv_wanted, im2col
 from colourise_tf.layers import ConvBlock
 
 from helpers import assert_all_close, assert_matches_conv2d_transpose, values_and_grads
@@ -136,16 +137,16 @@ def test_conv_block_takes_gemm_path_in_training_only(monkeypatch, transpose):
 def test_stride1_conv_goes_to_gemm_when_few_rows_else_winograd(monkeypatch, size, path):
     """The PatchGAN's 4x4 stride-1 256->512 layer: 7x7 outputs (196 rows) as GEMMs,
     15x15 (900 rows) left to Winograd, which is faster there."""
-    from colourise_tf.layers import _gemm_pads, _winograd_pads
+    from colourise_tf.ops.conv import _gemm_pads, _winograd_pads
 
     monkeypatch.setattr(gemm_conv, "_avx512", lambda: False)
     block = ConvBlock(512, 4, 1, padding=1)
     x = tf.zeros([4, size, size, 256])
     block(x[:1, :8, :8], training=False)  # build
     conv = block.conv_layer
-    gemm = _gemm_pads(conv, x, conv.kernel, 1)
+    gemm = _gemm_pads(x, conv.kernel, (1, 1), "VALID", 1)
     assert (gemm is not None) == (path == "gemm")
-    assert _winograd_pads(conv, x, 1) is not None  # Winograd would apply to both
+    assert _winograd_pads(x, conv.kernel, (1, 1), "VALID", 1) is not None  # Winograd would apply to both
 
 
 def test_gan_step_with_gemm_convs_matches_plain_step_also_mirrored(monkeypatch):

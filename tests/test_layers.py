@@ -402,7 +402,7 @@ def _assert_same_outputs_and_grads(reference, other):
 )
 def test_patch_filter_gradient_equals_native_gradient(monkeypatch, transpose, padding):
     """The GEMM kernel gradient used for deep layers equals TensorFlow's own."""
-    from colourise_tf import layers as layers_mod
+    from colourise_tf.ops import filter_grad
 
     rng = np.random.default_rng(5)
     x = tf.constant(rng.normal(size=(2, 6, 6, 5)).astype(np.float32))
@@ -410,8 +410,8 @@ def test_patch_filter_gradient_equals_native_gradient(monkeypatch, transpose, pa
     block.build(x.shape)
     results = []
     for min_kernel in (10**9, 1):  # native path, then the patches path
-        monkeypatch.setattr(layers_mod, "_PATCH_GRAD_MIN_KERNEL", min_kernel)
-        monkeypatch.setattr(layers_mod, "_PATCH_GRAD_MAX_ROWS", 10**9)
+        monkeypatch.setattr(filter_grad, "_PATCH_GRAD_MIN_KERNEL", min_kernel)
+        monkeypatch.setattr(filter_grad, "_PATCH_GRAD_MAX_ROWS", 10**9)
         results.append(_block_outputs_and_grads(block, x))
     _assert_same_outputs_and_grads(*results)
 
@@ -429,7 +429,7 @@ def test_patch_filter_gradient_equals_native_gradient(monkeypatch, transpose, pa
 )
 def test_shifted_filter_gradient_equals_conv2d_backprop_filter(n, h, w, cin, cout, k, s, padding):
     """The shifted-GEMM kernel gradient is TF's Conv2DBackpropFilter, for any size."""
-    from colourise_tf.layers import _shifted_matmul
+    from colourise_tf.ops.filter_grad import _shifted_matmul
 
     rng = np.random.default_rng(11)
     x = tf.constant(rng.normal(size=(n, h, w, cin)).astype(np.float32))
@@ -448,7 +448,7 @@ def test_shifted_filter_gradient_equals_conv2d_backprop_filter(n, h, w, cin, cou
 )
 def test_shifted_filter_gradient_in_conv_block(monkeypatch, transpose, padding):
     """A ConvBlock on the shifted-GEMM path has TF's values and gradients."""
-    from colourise_tf import layers as layers_mod
+    from colourise_tf.ops import filter_grad
 
     rng = np.random.default_rng(6)
     x = tf.constant(rng.normal(size=(2, 8, 8, 5)).astype(np.float32))
@@ -456,13 +456,13 @@ def test_shifted_filter_gradient_in_conv_block(monkeypatch, transpose, padding):
     block.build(x.shape)
     results = []
     for shifted in (False, True):
-        monkeypatch.setattr(layers_mod, "shifted_filter_gradient_wanted", lambda *a, on=shifted: on)
+        monkeypatch.setattr(filter_grad, "shifted_filter_gradient_wanted", lambda *a, on=shifted: on)
         results.append(_block_outputs_and_grads(block, x))
     _assert_same_outputs_and_grads(*results)
 
 
 def test_shifted_filter_gradient_rule():
-    from colourise_tf.layers import shifted_filter_gradient_wanted as wanted
+    from colourise_tf.ops.filter_grad import shifted_filter_gradient_wanted as wanted
 
     # PatchGAN layer 4 (256->512, 4x4, stride 1) and layer 3 (128->256, stride 2) in bf16.
     assert wanted([4, 4, 256, 512], (1, 1), tf.bfloat16)
@@ -477,7 +477,7 @@ def test_shifted_filter_gradient_rule():
 
 
 def test_patch_filter_gradient_rule():
-    from colourise_tf.layers import patch_filter_gradient_wanted
+    from colourise_tf.ops.filter_grad import patch_filter_gradient_wanted
 
     # Deep U-Net layers at batch 4: few positions, big kernels.
     assert patch_filter_gradient_wanted(4 * 2 * 2, 4 * 4 * 512 * 512, tf.float32)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from colourise_tf import thin_conv
+from colourise_tf.ops import thin_conv
 from colourise_tf.layers import ConvBlock
-from colourise_tf.thin_conv import thin_output_conv2d, thin_output_wanted
+from colourise_tf.ops.thin_conv import thin_output_conv2d, thin_output_wanted
 
 from helpers import assert_all_close, assert_matches_conv2d_transpose, values_and_grads
 
@@ -63,13 +63,13 @@ def test_patchgan_output_block_uses_thin_path_in_training_only(monkeypatch):
     [(2, 6, 5, 7, 2, 4, 2, "SAME"), (1, 5, 5, 6, 1, 4, 2, "VALID"), (2, 4, 6, 5, 3, 3, 1, "SAME"), (1, 3, 4, 4, 2, 3, 3, "VALID")],
 )
 def test_thin_output_transpose_equals_conv2d_transpose(n, h, w, cin, cout, k, s, padding):
-    from colourise_tf.thin_conv import thin_output_conv2d_transpose
+    from colourise_tf.ops.thin_conv import thin_output_conv2d_transpose
 
     assert_matches_conv2d_transpose(thin_output_conv2d_transpose, n, h, w, cin, cout, k, s, padding, n + h + w + k + s)
 
 
 def test_thin_output_transpose_rule():
-    from colourise_tf.thin_conv import thin_output_transpose_wanted as wanted
+    from colourise_tf.ops.thin_conv import thin_output_transpose_wanted as wanted
 
     assert wanted([4, 4, 2, 128], tf.bfloat16, training=True)  # the U-Net's chroma layer, [k, k, out, in]
     assert wanted([4, 4, 2, 128], tf.float32, training=True)

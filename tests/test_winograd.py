@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from colourise_tf import winograd
+from colourise_tf.ops import winograd
 from colourise_tf.layers import ConvBlock, SpectralNorm, conv_forward
-from colourise_tf.winograd import TILE, toom_cook, winograd_conv2d, winograd_wanted
+from colourise_tf.ops.winograd import TILE, toom_cook, winograd_conv2d, winograd_wanted
 
 from helpers import assert_all_close, values_and_grads
 
@@ -147,7 +147,7 @@ def test_spectral_norm_conv_training_routes_through_winograd(winograd_calls):
 
 
 def test_winograd_rule_is_off_when_a_gpu_or_tpu_is_visible(monkeypatch):
-    from colourise_tf import cpu
+    from colourise_tf.ops import gate as cpu
 
     assert cpu.cpu_only()  # this test machine has neither
     monkeypatch.setattr(cpu, "cpu_only", lambda: False)

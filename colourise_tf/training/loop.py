@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from colourise_tf import data as data_lib
 from colourise_tf.config import ExperimentConfig, save_config
-from colourise_tf.cpu import cpu_only
+from colourise_tf.ops import cpu_only
 from colourise_tf import fileio
 from colourise_tf.fileio import atomic_write_text, atomic_writer
 

@@ -29,7 +29,7 @@ import tensorflow as tf
 from colourise_tf import colour, inference, losses
 from colourise_tf import data as data_lib
 from colourise_tf.config import ExperimentConfig
-from colourise_tf.cpu import cpu_kernels
+from colourise_tf.ops import cpu_kernels
 from colourise_tf.models import build_models
 from .optim import FusedAdam
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from colourise_tf.cpu import cpu_kernels_enabled
+from colourise_tf.ops.gate import cpu_kernels_enabled
 
 # Rule thresholds of thin_output_wanted (module-level so tests can force the path).
 MAX_OUTPUT_CHANNELS = 4
@@ -34,7 +34,7 @@ MIN_INPUT_CHANNELS = 64
 
 
 def thin_output_wanted(kernel_shape, strides, dtype, training: bool) -> bool:
-    """Whether :func:`colourise_tf.layers.conv_forward` uses :func:`thin_output_conv2d`.
+    """Whether :func:`colourise_tf.ops.conv2d` uses :func:`thin_output_conv2d`.
 
     Training where the CPU-kernel gate allows (by default on a CPU-only host), float32 or
     bfloat16, stride 1, at most
@@ -77,7 +77,7 @@ def thin_output_conv2d(x: tf.Tensor, kernel: tf.Tensor, padding: str = "VALID") 
 
 
 def thin_output_transpose_wanted(kernel_shape, dtype, training: bool) -> bool:
-    """Whether ``conv_forward`` uses :func:`thin_output_conv2d_transpose`.
+    """Whether :func:`colourise_tf.ops.conv2d_transpose` uses :func:`thin_output_conv2d_transpose`.
 
     ``kernel_shape`` is the transposed conv's ``[kh, kw, C_out, C_in]``; the same
     conditions as :func:`thin_output_wanted`, for any stride.

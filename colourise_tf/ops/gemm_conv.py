@@ -26,29 +26,30 @@ import functools
 
 import tensorflow as tf
 
-from colourise_tf.cpu import cpu_flags, cpu_kernels_enabled
+from colourise_tf.cpu import cpu_flags
+from colourise_tf.ops.gate import cpu_kernels_enabled
 
 # Rule thresholds of gemm_conv_wanted (module-level so tests can force the path).
 MAX_ROWS = 1024  # GEMM rows: batch x positions on the layer's small side
 MAX_ROWS_AVX512 = 256  # the same on CPUs with AVX-512, whose oneDNN kernels win sooner
 MIN_CHANNEL_PRODUCT = 1 << 17  # C_in x C_out
-MAX_ROWS_VS_WINOGRAD = 256  # where colourise_tf.winograd also applies, it wins above this
+MAX_ROWS_VS_WINOGRAD = 256  # where colourise_tf.ops.winograd also applies, it wins above this
 DTYPES = ("float32",)
 
 
 def gemm_conv_wanted(rows: int, kernel_shape, strides, dtype, training: bool) -> bool:
-    """Whether :func:`colourise_tf.layers.conv_forward` uses this module's convs.
+    """Whether :func:`colourise_tf.ops.conv2d` uses this module's convs.
 
     Training where the CPU-kernel gate allows (by default on a CPU-only host), float32, at most ``MAX_ROWS`` positions on the
     layer's small side (``MAX_ROWS_AVX512`` on CPUs with AVX-512, see
     :func:`_avx512`; the output of a conv, the input of a transposed conv; batch
     included), ``C_in x C_out >=
     MIN_CHANNEL_PRODUCT``, and a square kernel whose size is a multiple of the square
-    stride. (``conv_forward`` also leaves convs with more
+    stride. (:func:`colourise_tf.ops.conv2d_transpose` also leaves convs with more
     than ``MAX_ROWS_VS_WINOGRAD`` rows to Winograd where that applies.)
 
     Measured fwd+bwd with one thread at batch 4 on AMD Zen 3 (AVX2), first of two
-    runs (the second within 20%), against the TF path ``conv_forward`` took before (``benchmarks/layer_kernels.py --only gemm
+    runs (the second within 20%), against the TF path :func:`colourise_tf.ops.conv2d_transpose` took before (``benchmarks/layer_kernels.py --only gemm
     --intra-op-threads 1``): U-Net transposed convs 1024->512 4.9x at 64 rows and
     2.2x at 256, 512->512 5.9x at 16, 1024->256 2.25x at 256 and 1.47x at 1024;
     encoder convs 512->512 7.1x at 16 rows, 3.9x at 64, 2.0x at 256, 256->512 1.7x at

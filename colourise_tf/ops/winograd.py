@@ -33,7 +33,7 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-from colourise_tf.cpu import cpu_kernels_enabled
+from colourise_tf.ops.gate import cpu_kernels_enabled
 
 # Interpolation points of the 6-point transforms (plus the point at infinity).
 _POINTS = (0.0, 1.0, -1.0, 0.5, -2.0)
@@ -72,10 +72,10 @@ def toom_cook(m: int, r: int, points: tuple[float, ...] = _POINTS) -> tuple[np.n
 
 
 def winograd_wanted(kernel_shape, strides, out_hw, dtype, training: bool) -> bool:
-    """Whether :func:`colourise_tf.layers.conv_forward` uses :func:`winograd_conv2d`.
+    """Whether :func:`colourise_tf.ops.conv2d` uses :func:`winograd_conv2d`.
 
     Training only (inference and exported graphs keep the plain conv op), on a host
-    where the CPU-kernel gate allows (:func:`colourise_tf.cpu.cpu_kernels_enabled`), float32 (:data:`DTYPES`), stride 1,
+    where the CPU-kernel gate allows (:func:`colourise_tf.ops.gate.cpu_kernels_enabled`), float32 (:data:`DTYPES`), stride 1,
     square ``3x3``/``4x4``/``5x5`` kernels, at least ``MIN_CHANNELS`` input and
     output channels (the per-tile GEMMs must be worth a kernel call) and at least two
     output tiles per side.
