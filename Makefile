@@ -1,6 +1,7 @@
 # colourise_tf — every target creates its own virtualenv on first use.
 #   make test                 fast tests (what CI runs)
 #   make test-large           the slow tests too
+#   make lint                 ruff: formatting, lint rules and import order (pyproject.toml)
 #   make train                main job on the embedded sample photos (CPU, < 15 min)
 #   make train PRESET=gorriz-ibn-sn-md DATASET=imagenet2012 DATA_DIR=/data MANUAL_DIR=/data/manual STRATEGY=mirrored TF_EXTRA=gpu
 #   make bench                pipeline and train-step benchmarks (JSON in benchmarks/results/)
@@ -28,7 +29,7 @@ CPU_SCHEDULE := model.image_size=128 data.batch_size=4 train.steps=400 \
   train.checkpoint_every=50 train.log_every=5 train.image_every=50
 OVERRIDES ?= $(if $(filter samples,$(DATASET)),$(CPU_SCHEDULE))
 
-.PHONY: install test test-large test-large-only train export eval bench clean
+.PHONY: install test test-large test-large-only lint format train export eval bench clean
 
 install: $(STAMP)
 
@@ -46,6 +47,15 @@ test-large: $(STAMP)
 
 test-large-only: $(STAMP)
 	$(BIN)/python -m pytest -m large -q
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+# Rewrites the code: formatting and the fixable lint findings (import order, ...).
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 train: $(STAMP)
 	$(BIN)/colourise-train --preset $(PRESET) --dataset $(DATASET) --workdir $(WORKDIR) \

@@ -59,12 +59,8 @@ def make_images(folder: str, n: int, seed: int = 0) -> int:
     rng = np.random.default_rng(seed)
     total = 0
     for i in range(n):
-        coarse = rng.integers(
-            0, 256, size=(int(rng.integers(3, 9)), int(rng.integers(3, 9)), 3), dtype=np.uint8
-        )
-        field = np.asarray(
-            Image.fromarray(coarse).resize((WIDTH, HEIGHT), Image.BICUBIC), np.float32
-        )
+        coarse = rng.integers(0, 256, size=(int(rng.integers(3, 9)), int(rng.integers(3, 9)), 3), dtype=np.uint8)
+        field = np.asarray(Image.fromarray(coarse).resize((WIDTH, HEIGHT), Image.BICUBIC), np.float32)
         field += rng.normal(0.0, 6.0, size=field.shape)
         path = os.path.join(folder, f"img_{i:05d}.jpg")
         Image.fromarray(np.clip(field, 0, 255).astype(np.uint8)).save(path, quality=90)
@@ -119,9 +115,7 @@ def time_pass(folder: str, lab: bool | str, batch_size: int, image_size: int) ->
         from colourise_tf.colour import rgb_to_lab
 
         convert = tf.function(rgb_to_lab, jit_compile=True) if lab == "xla" else rgb_to_lab
-        ds = ds.map(
-            lambda b: {**b, "lab": convert(b["image"])}, num_parallel_calls=tf.data.AUTOTUNE
-        )
+        ds = ds.map(lambda b: {**b, "lab": convert(b["image"])}, num_parallel_calls=tf.data.AUTOTUNE)
     start = time.perf_counter()
     count = 0
     for batch in ds:
@@ -183,9 +177,9 @@ def make_photo_jpegs(folder: str, n: int, seed: int = 0) -> dict:
         x = x * rng.uniform(0.93, 1.07, size=3) + rng.uniform(-8.0, 8.0)
         x += rng.normal(0.0, GRAIN_SIGMA, size=(HEIGHT, WIDTH, 1))
         coarse = rng.normal(0.0, COARSE_GRAIN_SIGMA, size=(HEIGHT // 2 + 1, WIDTH // 2 + 1))
-        x += np.asarray(
-            Image.fromarray(coarse.astype(np.float32), mode="F").resize((WIDTH, HEIGHT), Image.BILINEAR)
-        )[..., None]
+        x += np.asarray(Image.fromarray(coarse.astype(np.float32), mode="F").resize((WIDTH, HEIGHT), Image.BILINEAR))[
+            ..., None
+        ]
         out = Image.fromarray(np.clip(np.round(x), 0, 255).astype(np.uint8))
         path = os.path.join(folder, f"img_{i:05d}.jpg")
         out.save(path, "JPEG", quality=PHOTO_QUALITY)
@@ -207,9 +201,7 @@ def make_photo_jpegs(folder: str, n: int, seed: int = 0) -> dict:
 
 
 def _folder_bytes(folder: str) -> int:
-    return sum(
-        os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(folder) for f in files
-    )
+    return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(folder) for f in files)
 
 
 def _shard_records(shard_dir: str) -> list[bytes]:
@@ -271,8 +263,9 @@ def _interleaved_medians_ms(cases: dict, calls: int) -> dict:
 OPS_PER_CALL = 8
 
 
-def breakdown(record: bytes, folder_jpeg: bytes, shard_dir: str, size: int, calls: int,
-              raw: tuple[bytes, str] | None = None) -> dict:
+def breakdown(
+    record: bytes, folder_jpeg: bytes, shard_dir: str, size: int, calls: int, raw: tuple[bytes, str] | None = None
+) -> dict:
     """Per-image cost of the steps of the pipeline's map function, in ms: each step in
     its own tf.function that applies it to :data:`OPS_PER_CALL` copies of one image,
     (median call time - median call time of an empty function with as many arguments)
@@ -347,7 +340,8 @@ def breakdown(record: bytes, folder_jpeg: bytes, shard_dir: str, size: int, call
     contents, hh, ww = images["shard_image"]
     jpeg420 = tf.io.encode_jpeg(
         tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE"),
-        quality=SHARD_QUALITY, chroma_downsampling=True,
+        quality=SHARD_QUALITY,
+        chroma_downsampling=True,
     )
     window, _ = window_for(hh, ww)
     xs420 = copies(jpeg420)
@@ -360,8 +354,9 @@ def breakdown(record: bytes, folder_jpeg: bytes, shard_dir: str, size: int, call
         raw_records = copies(tf.constant(raw_record))
         variants["raw_shard_image"] = (raw_dir, raw_records)
         raw_rec = shards.parse_example(raw_records[0])
-        out["raw_shard_image"] = {"image": f"{int(raw_rec['width'])}x{int(raw_rec['height'])}, "
-                                           f"{len(raw_record)} bytes per record"}
+        out["raw_shard_image"] = {
+            "image": f"{int(raw_rec['width'])}x{int(raw_rec['height'])}, {len(raw_record)} bytes per record"
+        }
         cases["raw_shard_image/parse_example"] = (parse, lambda i: (raw_records,))
     indices = [[tf.constant(i * k + j, tf.int64) for j in range(k)] for i in range(calls + 1)]
     for part, (sdir, recs) in variants.items():
@@ -379,9 +374,7 @@ def breakdown(record: bytes, folder_jpeg: bytes, shard_dir: str, size: int, call
                         for x, index in zip(xs, idx)
                     ]
 
-                cases[f"{part}/whole_map_function_{suffix}"] = (
-                    per_example, lambda i, r=recs: (r, indices[i])
-                )
+                cases[f"{part}/whole_map_function_{suffix}"] = (per_example, lambda i, r=recs: (r, indices[i]))
         except Exception as err:
             out[part]["whole_map_function_error"] = repr(err)
 
@@ -396,8 +389,9 @@ def breakdown(record: bytes, folder_jpeg: bytes, shard_dir: str, size: int, call
     }
     for part in images:
         steps = {name.split("/", 1)[1]: v for name, v in per_op.items() if name.startswith(part + "/")}
-        in_pipeline = {n: v for n, v in steps.items()
-                       if n != "decode_jpeg_full_image" and not n.startswith("whole_map_function")}
+        in_pipeline = {
+            n: v for n, v in steps.items() if n != "decode_jpeg_full_image" and not n.startswith("whole_map_function")
+        }
         out[part]["ms"] = steps
         out[part]["sum_of_steps_ms"] = round(sum(in_pipeline.values()), 4)
         out[part]["images_per_s_implied_by_sum"] = round(1000.0 / sum(in_pipeline.values()), 1)
@@ -428,8 +422,17 @@ def _lscpu() -> dict:
     except (OSError, subprocess.CalledProcessError):
         return {}
     fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    keep = ("Model name", "CPU family", "Model", "Vendor ID", "CPU(s)", "Thread(s) per core",
-            "Hypervisor vendor", "L2 cache", "L3 cache")
+    keep = (
+        "Model name",
+        "CPU family",
+        "Model",
+        "Vendor ID",
+        "CPU(s)",
+        "Thread(s) per core",
+        "Hypervisor vendor",
+        "L2 cache",
+        "L3 cache",
+    )
     return {k: fields[k].strip() for k in keep if k in fields}
 
 
@@ -498,9 +501,7 @@ def per_core(args, argv) -> dict:
 
     threads = [int(t) for t in args.threads.split(",")]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    command = ".venv/bin/python benchmarks/data_pipeline.py " + shlex.join(
-        argv if argv is not None else sys.argv[1:]
-    )
+    command = ".venv/bin/python benchmarks/data_pipeline.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     short = default_short_side(args.image_size)
     results: dict = {
         "what": "training input pipeline (build_dataset training=True, deterministic=False), "
@@ -510,14 +511,22 @@ def per_core(args, argv) -> dict:
         "date": time.strftime("%Y-%m-%d"),
         "command": command,
         "machine": {
-            "cpu": cpu_summary(), "lscpu": _lscpu(), "cpu_count": os.cpu_count(), "cores_available": cores,
-            "platform": platform.platform(), "python": platform.python_version(),
+            "cpu": cpu_summary(),
+            "lscpu": _lscpu(),
+            "cpu_count": os.cpu_count(),
+            "cores_available": cores,
+            "platform": platform.platform(),
+            "python": platform.python_version(),
             "tensorflow": tf.__version__,
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         },
         "settings": {
-            "image_size": args.image_size, "batch_size": args.batch_size, "threads": threads,
-            "warmup_batches": args.warmup, "timed_batches": args.batches, "repeats": args.repeats,
+            "image_size": args.image_size,
+            "batch_size": args.batch_size,
+            "threads": threads,
+            "warmup_batches": args.warmup,
+            "timed_batches": args.batches,
+            "repeats": args.repeats,
             "order": "interleaved: for each repeat, for each thread count: sources (a), (b), (c), (d), (e)",
             "sources": {name: label for name, (label, _, _) in PER_CORE_SOURCES.items()},
             "breakdown_calls": args.calls,
@@ -550,16 +559,26 @@ def per_core(args, argv) -> dict:
             f"The JPEGs have texture added to reach ImageNet's ~110 KB mean "
             f"(mean here {results['jpegs']['mean_kb']} kB): {results['jpegs']['texture_added']}."
         )
-        print(f"{args.n} JPEGs: mean {results['jpegs']['mean_kb']} kB, {results['jpegs']['dimensions']} "
-              f"({time.perf_counter() - t0:.0f} s)")
+        print(
+            f"{args.n} JPEGs: mean {results['jpegs']['mean_kb']} kB, {results['jpegs']['dimensions']} "
+            f"({time.perf_counter() - t0:.0f} s)"
+        )
         t0 = time.perf_counter()
-        info = prepare_shards(folder, shard_dir, short_side=short, num_shards=args.num_shards,
-                              quality=SHARD_QUALITY, progress=False)
+        info = prepare_shards(
+            folder, shard_dir, short_side=short, num_shards=args.num_shards, quality=SHARD_QUALITY, progress=False
+        )
         records = _shard_records(shard_dir)
-        decoded = [tf.io.parse_single_example(r, {"image": tf.io.FixedLenFeature([], tf.string),
-                                                    "height": tf.io.FixedLenFeature([], tf.int64),
-                                                    "width": tf.io.FixedLenFeature([], tf.int64)})
-                   for r in records]
+        decoded = [
+            tf.io.parse_single_example(
+                r,
+                {
+                    "image": tf.io.FixedLenFeature([], tf.string),
+                    "height": tf.io.FixedLenFeature([], tf.int64),
+                    "width": tf.io.FixedLenFeature([], tf.int64),
+                },
+            )
+            for r in records
+        ]
         jpeg_sizes = [int(tf.strings.length(d["image"])) for d in decoded]
         shard_dims: dict[str, int] = {}
         for d in decoded:
@@ -571,8 +590,11 @@ def per_core(args, argv) -> dict:
             f"quality={SHARD_QUALITY})",
             "cli_equivalent": f"colourise-prepare FOLDER OUT --image-size {args.image_size} "
             f"--shards {args.num_shards} --quality {SHARD_QUALITY}",
-            "short_side": short, "quality": SHARD_QUALITY, "chroma_subsampling": "4:4:4",
-            "num_shards": len(info["files"]), "num_examples": info["num_examples"],
+            "short_side": short,
+            "quality": SHARD_QUALITY,
+            "chroma_subsampling": "4:4:4",
+            "num_shards": len(info["files"]),
+            "num_examples": info["num_examples"],
             "grey_left_out": len(info["grey_left_out"]),
             "dimensions": shard_dims,
             "mean_jpeg_kb": round(statistics.mean(jpeg_sizes) / 1000, 1),
@@ -583,31 +605,41 @@ def per_core(args, argv) -> dict:
         }
         print(f"shards: {results['shards']['folder_kb_per_image']} kB per image, {shard_dims}")
         t0 = time.perf_counter()
-        raw_info = prepare_shards(folder, shard_dirs["raw"], short_side=short, num_shards=args.num_shards,
-                                  encoding="raw", progress=False)
+        raw_info = prepare_shards(
+            folder, shard_dirs["raw"], short_side=short, num_shards=args.num_shards, encoding="raw", progress=False
+        )
         raw_bytes = _folder_bytes(shard_dirs["raw"])
         results["raw_shards"] = {
-            "prepare": f"prepare_shards(folder, out, short_side={short}, num_shards={args.num_shards}, "
-            "encoding='raw')",
+            "prepare": f"prepare_shards(folder, out, short_side={short}, num_shards={args.num_shards}, encoding='raw')",
             "cli_equivalent": f"colourise-prepare FOLDER OUT --image-size {args.image_size} "
             f"--shards {args.num_shards} --encoding raw",
-            "short_side": short, "num_shards": len(raw_info["files"]), "num_examples": raw_info["num_examples"],
+            "short_side": short,
+            "num_shards": len(raw_info["files"]),
+            "num_examples": raw_info["num_examples"],
             "folder_bytes": raw_bytes,
             "folder_kb_per_image": round(raw_bytes / raw_info["num_examples"] / 1000, 1),
             "folder_size_vs_jpeg_shards": round(raw_bytes / folder_bytes, 2),
             "folder_size_vs_jpegs": round(raw_bytes / (results["jpegs"]["mean_bytes"] * args.n), 2),
             "prepare_seconds": round(time.perf_counter() - t0, 1),
         }
-        print(f"raw shards: {results['raw_shards']['folder_kb_per_image']} kB per image "
-              f"(x{results['raw_shards']['folder_size_vs_jpeg_shards']} the JPEG shards)")
+        print(
+            f"raw shards: {results['raw_shards']['folder_kb_per_image']} kB per image "
+            f"(x{results['raw_shards']['folder_size_vs_jpeg_shards']} the JPEG shards)"
+        )
 
         sources = list(PER_CORE_SOURCES)
         datasets = {}
         for t in threads:
             for name, (_, encoding, on_device) in PER_CORE_SOURCES.items():
                 src = folder if encoding is None else shard_dirs[encoding]
-                ds = build_dataset(src, image_size=args.image_size, batch_size=args.batch_size,
-                                   training=True, deterministic=False, resize_on_device=on_device)
+                ds = build_dataset(
+                    src,
+                    image_size=args.image_size,
+                    batch_size=args.batch_size,
+                    training=True,
+                    deterministic=False,
+                    resize_on_device=on_device,
+                )
                 datasets[name, t] = _limited(ds, t)
         runs: dict = {(name, t): [] for name in sources for t in threads}
         for rep in range(args.repeats):
@@ -615,9 +647,11 @@ def per_core(args, argv) -> dict:
                 for name in sources:
                     r = _timed_run(datasets[name, t], args.warmup, args.batches)
                     runs[name, t].append(r)
-                    print(f"repeat {rep + 1} {name} {t} thread(s): {r['images_per_s']:.0f} images/s "
-                          f"(cpu {r['cpu_utilisation']:.2f}, {r['images_per_cpu_s']:.0f} images per CPU-s)",
-                          flush=True)
+                    print(
+                        f"repeat {rep + 1} {name} {t} thread(s): {r['images_per_s']:.0f} images/s "
+                        f"(cpu {r['cpu_utilisation']:.2f}, {r['images_per_cpu_s']:.0f} images per CPU-s)",
+                        flush=True,
+                    )
         pipeline: dict = {}
         for name in sources:
             pipeline[name] = {"source": PER_CORE_SOURCES[name][0]}
@@ -629,9 +663,7 @@ def per_core(args, argv) -> dict:
                     "median_images_per_s": round(statistics.median(rates), 1),
                     "median_images_per_s_per_thread": round(statistics.median(rates) / t, 1),
                     "cpu_utilisation": [round(r["cpu_utilisation"], 2) for r in rs],
-                    "median_images_per_cpu_second": round(
-                        statistics.median(r["images_per_cpu_s"] for r in rs), 1
-                    ),
+                    "median_images_per_cpu_second": round(statistics.median(r["images_per_cpu_s"] for r in rs), 1),
                 }
         results["pipeline"] = pipeline
         t_max = max(threads)
@@ -642,8 +674,9 @@ def per_core(args, argv) -> dict:
                 "source": PER_CORE_SOURCES[name][0],
                 "images_per_s_per_core": round(p[f"{t_max}_thread"]["median_images_per_s"] / t_max, 1),
                 "images_per_s_1_thread": p[f"{min(threads)}_thread"]["median_images_per_s"],
-                "images_per_cpu_second_all_runs_median": round(statistics.median(
-                    r["images_per_cpu_s"] for t in threads for r in runs[name, t]), 1),
+                "images_per_cpu_second_all_runs_median": round(
+                    statistics.median(r["images_per_cpu_s"] for t in threads for r in runs[name, t]), 1
+                ),
             }
 
         def ratios_to(base: str, name: str) -> dict:
@@ -653,8 +686,11 @@ def per_core(args, argv) -> dict:
                 out[f"{t}_thread"] = {
                     "per_repeat": [round(x, 2) for x in per_rep],
                     "median": round(statistics.median(per_rep), 2),
-                    "ratio_of_medians": round(pipeline[name][f"{t}_thread"]["median_images_per_s"]
-                                              / pipeline[base][f"{t}_thread"]["median_images_per_s"], 2),
+                    "ratio_of_medians": round(
+                        pipeline[name][f"{t}_thread"]["median_images_per_s"]
+                        / pipeline[base][f"{t}_thread"]["median_images_per_s"],
+                        2,
+                    ),
                 }
             return out
 
@@ -667,10 +703,12 @@ def per_core(args, argv) -> dict:
         summary["target_met_by_1_thread_rate"] = {
             name: summary[name]["images_per_s_1_thread"] >= TARGET_IMAGES_PER_S_PER_CORE for name in sources
         }
-        summary["definition"] = (f"per core = median {t_max}-thread rate / {t_max}; the 1-thread rate "
-                                 "is the median with tf.data on one thread (the Python consumer and "
-                                 "tf.data's coordinating threads come on top, see cpu_utilisation); "
-                                 "ratios are medians of the per-repeat ratios (measured side by side)")
+        summary["definition"] = (
+            f"per core = median {t_max}-thread rate / {t_max}; the 1-thread rate "
+            "is the median with tf.data on one thread (the Python consumer and "
+            "tf.data's coordinating threads come on top, see cpu_utilisation); "
+            "ratios are medians of the per-repeat ratios (measured side by side)"
+        )
         results["summary"] = summary
 
         # resize_crops on this CPU, on a batch of (e) (the padded windows the step gets).
@@ -679,17 +717,19 @@ def per_core(args, argv) -> dict:
         resize = time_resize_crops(batch["image"], batch["crop_size"], args.image_size, args.resize_calls)
         gflop = resize_crops_gflop_per_image(args.image_size, padded)
         step_gflop = _train_step_gflop_per_image()
-        resize.update({
-            "what": f"colourise_tf.data.resize_crops(images, crop_size, {args.image_size}) on one batch "
-            f"of source (e), uint8 [{args.batch_size}, {padded}, {padded}, 3] -> [{args.batch_size}, "
-            f"{args.image_size}, {args.image_size}, 3], median of {args.resize_calls} calls (tf.function "
-            "and XLA round-robin, one untimed tracing call each), TensorFlow op pools at "
-            f"{intra} intra / {inter} inter-op thread(s)",
-            "gflop_per_image": round(gflop, 3),
-            "gflop_per_image_formula": "2 * 3 * S * P * (P + S), S = image size, P = padded side",
-            "train_step_gflop_per_image": step_gflop,
-            "resize_vs_train_step_flop": round(gflop / step_gflop, 4) if step_gflop else None,
-        })
+        resize.update(
+            {
+                "what": f"colourise_tf.data.resize_crops(images, crop_size, {args.image_size}) on one batch "
+                f"of source (e), uint8 [{args.batch_size}, {padded}, {padded}, 3] -> [{args.batch_size}, "
+                f"{args.image_size}, {args.image_size}, 3], median of {args.resize_calls} calls (tf.function "
+                "and XLA round-robin, one untimed tracing call each), TensorFlow op pools at "
+                f"{intra} intra / {inter} inter-op thread(s)",
+                "gflop_per_image": round(gflop, 3),
+                "gflop_per_image_formula": "2 * 3 * S * P * (P + S), S = image size, P = padded side",
+                "train_step_gflop_per_image": step_gflop,
+                "resize_vs_train_step_flop": round(gflop / step_gflop, 4) if step_gflop else None,
+            }
+        )
         for variant in ("tf_function", "xla"):
             ms = resize[variant]["ms_per_image"]
             resize[variant]["gflop_per_s"] = round(gflop / ms * 1000.0, 1)
@@ -702,9 +742,11 @@ def per_core(args, argv) -> dict:
         results["resize_crops_on_cpu"] = resize
 
         first = records[sorted(range(len(records)), key=lambda i: jpeg_sizes[i])[len(records) // 2]]
+
         def name_of(record: bytes) -> bytes:
-            return bytes(tf.io.parse_single_example(
-                record, {"name": tf.io.FixedLenFeature([], tf.string)})["name"].numpy())
+            return bytes(
+                tf.io.parse_single_example(record, {"name": tf.io.FixedLenFeature([], tf.string)})["name"].numpy()
+            )
 
         # The same image's record in the raw shards.
         raw_first = {name_of(r): r for r in _shard_records(shard_dirs["raw"])}[name_of(first)]
@@ -725,8 +767,7 @@ def per_core(args, argv) -> dict:
             "'whole_map_function_resize_on_device' the same with resize_on_device=True (parse + window "
             "draw + decode_and_crop + flip + pad to the stored shorter side); raw_shard_image: the same "
             "image's record in the raw shards (decode_raw + reshape + slice instead of decode_and_crop)",
-            **breakdown(first, folder_jpeg, shard_dir, args.image_size, args.calls,
-                        raw=(raw_first, shard_dirs["raw"])),
+            **breakdown(first, folder_jpeg, shard_dir, args.image_size, args.calls, raw=(raw_first, shard_dirs["raw"])),
         }
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     util = [r["cpu_utilisation"] for name in sources for r in runs[name, t_max]]
@@ -749,18 +790,24 @@ def per_core(args, argv) -> dict:
 
     for name in sources:
         s = summary[name]
-        print(f"{name}: {s['images_per_s_per_core']:.0f} images/s per core ({t_max} threads / {t_max}), "
-              f"{s['images_per_s_1_thread']:.0f} images/s on 1 thread")
+        print(
+            f"{name}: {s['images_per_s_per_core']:.0f} images/s per core ({t_max} threads / {t_max}), "
+            f"{s['images_per_s_1_thread']:.0f} images/s on 1 thread"
+        )
     print(f"shards vs folder: {summary['shards_vs_folder']}")
     print(f"vs JPEG shards (b): { {n: r[f'{t_max}_thread']['median'] for n, r in summary['vs_b_shards'].items()} }")
     print(f"raw shards: {results['raw_shards']['folder_kb_per_image']} kB per image")
     print(f"target {TARGET_IMAGES_PER_S_PER_CORE} images/s/core met: {summary['target_met']}")
-    print(f"resize_crops on this CPU: tf.function {resize['tf_function']['ms_per_image']} ms/image, "
-          f"XLA {resize['xla']['ms_per_image']} ms/image ({resize['gflop_per_image']} GFLOP per image)")
+    print(
+        f"resize_crops on this CPU: tf.function {resize['tf_function']['ms_per_image']} ms/image, "
+        f"XLA {resize['xla']['ms_per_image']} ms/image ({resize['gflop_per_image']} GFLOP per image)"
+    )
     for part in ("shard_image", "folder_image"):
         b = results["breakdown"][part]
-        print(f"{part} ({b['image']}, window {b['window_side']}): ms {b['ms']}, "
-              f"sum of the pipeline's steps {b['sum_of_steps_ms']} ms")
+        print(
+            f"{part} ({b['image']}, window {b['window_side']}): ms {b['ms']}, "
+            f"sum of the pipeline's steps {b['sum_of_steps_ms']} ms"
+        )
     if "raw_shard_image" in results["breakdown"]:
         b = results["breakdown"]["raw_shard_image"]
         print(f"raw_shard_image ({b['image']}): ms {b.get('ms')}")
@@ -782,11 +829,11 @@ def _train_step_gflop_per_image() -> float | None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--mode", choices=("folder", "per-core"), default="folder",
+        "--mode",
+        choices=("folder", "per-core"),
+        default="folder",
         help="folder: the modes above (default); per-core: images/s per CPU core from "
         "JPEGs and from prepared shards, JPEG and raw, resized on the host or on the device "
         "(input_pipeline.json)",
@@ -795,9 +842,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=None, help="default 16 (folder), 64 (per-core)")
     parser.add_argument("--image-size", type=int, default=256)
-    parser.add_argument(
-        "--output", default=None, help=f"default {RESULTS} (folder), {PER_CORE_RESULTS} (per-core)"
-    )
+    parser.add_argument("--output", default=None, help=f"default {RESULTS} (folder), {PER_CORE_RESULTS} (per-core)")
     parser.add_argument("--batches", type=int, default=40, help="per-core: timed batches per run")
     parser.add_argument("--warmup", type=int, default=5, help="per-core: untimed batches per run")
     parser.add_argument("--threads", default="1,2", help="per-core: tf.data thread counts")

@@ -154,17 +154,19 @@ def walk(model, x, scope: str, rows: list, ignored: Counter) -> None:
         in_shape, out_shape = tuple(ins[0].shape), tuple(outs[0].shape)
         macs = _conv_macs(conv, in_shape, out_shape)
         kernel = list(conv.kernel_size) if hasattr(conv, "kernel_size") else None
-        rows.append({
-            "layer": name,
-            "type": type(conv).__name__,
-            "kernel": kernel,
-            "strides": list(conv.strides) if hasattr(conv, "strides") else None,
-            "input": list(in_shape[1:]),
-            "output": list(out_shape[1:]),
-            "macs": macs,
-            "output_elements": math.prod(int(d) for d in out_shape[1:]),
-            "gflop": 2 * macs / 1e9,
-        })
+        rows.append(
+            {
+                "layer": name,
+                "type": type(conv).__name__,
+                "kernel": kernel,
+                "strides": list(conv.strides) if hasattr(conv, "strides") else None,
+                "input": list(in_shape[1:]),
+                "output": list(out_shape[1:]),
+                "macs": macs,
+                "output_elements": math.prod(int(d) for d in out_shape[1:]),
+                "gflop": 2 * macs / 1e9,
+            }
+        )
 
 
 def analytic(model, input_shape: tuple[int, ...]) -> tuple[list[dict], Counter]:
@@ -308,9 +310,8 @@ def traced_step(cfg, generator, discriminator) -> dict:
             "padded to n+2, output n-1) by (input/output)^2; it has no statistics for many element-wise ops "
             "(FusedBatchNormV3, Relu, Tanh, Softplus...), so its element-wise part is a lower bound"
         ),
-        "profiler_registry_elementwise_gflop": (registered / 1e9) - sum(
-            registry_by_type[t] for t in (*CONV_OPS, "MatMul")
-        ),
+        "profiler_registry_elementwise_gflop": (registered / 1e9)
+        - sum(registry_by_type[t] for t in (*CONV_OPS, "MatMul")),
         "profiler_registry_by_op_type_gflop": {k: v for k, v in registry_by_type.most_common() if v >= 1e-3},
         "profiler_registry_unreadable_ops": dict(unknown),
         "ops_total": len(graph_def.node),
@@ -330,9 +331,13 @@ def main() -> None:
     p.add_argument("--preset", default="gorriz-ibn-sn-md")
     p.add_argument("--image-size", type=int, default=None, help="default: the preset's model.image_size")
     p.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "flops.json"))
-    p.add_argument("--reference", type=float, default=None,
-                   help="a step figure (GFLOP per image) to compare with (default: the ~93 quoted for "
-                        "gorriz-ibn-sn-md at 256x256, for that setting only)")
+    p.add_argument(
+        "--reference",
+        type=float,
+        default=None,
+        help="a step figure (GFLOP per image) to compare with (default: the ~93 quoted for "
+        "gorriz-ibn-sn-md at 256x256, for that setting only)",
+    )
     p.add_argument("--layers", action="store_true", help="also print every counted layer")
     p.add_argument("--no-trace", action="store_true", help="skip the traced-step count")
     args = p.parse_args()
@@ -366,11 +371,14 @@ def main() -> None:
         "image_size": s,
         "batch": 1,
         "flop_definition": "2 x multiply-adds of Conv2D / Conv2DTranspose / Dense layers (MACs from kernel "
-                           "size, channels and output positions; transposed convs: input positions)",
+        "size, channels and output positions; transposed convs: input positions)",
         "generator": {"params": int(generator.count_params()), "forward_gflop": g, "layers": g_rows},
         "cross_check_forward": {
-            "generator": {"analytic_gflop": g, **g_graph,
-                          "profiler_over_analytic": g_graph["profiler_total_gflop"] / g - 1},
+            "generator": {
+                "analytic_gflop": g,
+                **g_graph,
+                "profiler_over_analytic": g_graph["profiler_total_gflop"] / g - 1,
+            },
         },
     }
 
@@ -386,11 +394,16 @@ def main() -> None:
             scales.append({"name": sub.name, "input": first, "forward_gflop": _total(rows)})
         d_graph = frozen_forward(discriminator, d_shape)
         result["discriminator"] = {
-            "params": int(discriminator.count_params()), "num_scales": int(m.num_scales),
-            "forward_gflop": d, "scales": scales, "layers": d_rows,
+            "params": int(discriminator.count_params()),
+            "num_scales": int(m.num_scales),
+            "forward_gflop": d,
+            "scales": scales,
+            "layers": d_rows,
         }
         result["cross_check_forward"]["discriminator"] = {
-            "analytic_gflop": d, **d_graph, "profiler_over_analytic": d_graph["profiler_total_gflop"] / d - 1,
+            "analytic_gflop": d,
+            **d_graph,
+            "profiler_over_analytic": d_graph["profiler_total_gflop"] / d - 1,
         }
     result["ignored_layer_types"] = dict(sorted(ignored.items()))
     # What the ignored layers touch: every counted layer's output passes through its
@@ -405,8 +418,11 @@ def main() -> None:
     }
 
     terms = {
-        "G forward": (1, 0), "G backward (dX + dW)": (2, 0), "D forward, real and fake": (0, 2),
-        "D backward for D's loss, real and fake (dX + dW)": (0, 4), "D backward for G's loss, fake (dX only)": (0, 1),
+        "G forward": (1, 0),
+        "G backward (dX + dW)": (2, 0),
+        "D forward, real and fake": (0, 2),
+        "D backward for D's loss, real and fake (dX + dW)": (0, 4),
+        "D backward for G's loss, fake (dX only)": (0, 1),
     }
     if discriminator is None:
         terms = {k: v for k, v in terms.items() if v[1] == 0}
@@ -422,9 +438,8 @@ def main() -> None:
         "terms_gflop": step,
         "gflop_per_image": step_total,
         "all_backward_2x_gflop_per_image": 3 * g + (8 * d if discriminator is not None else 0),
-        "profiler_forward_3g_7d_gflop": 3 * g_graph["profiler_total_gflop"] + (
-            7 * d_graph["profiler_total_gflop"] if discriminator is not None else 0
-        ),
+        "profiler_forward_3g_7d_gflop": 3 * g_graph["profiler_total_gflop"]
+        + (7 * d_graph["profiler_total_gflop"] if discriminator is not None else 0),
         "reference_gflop_per_image": args.reference,
         "ratio_to_reference": step_total / args.reference if args.reference else None,
     }
@@ -442,10 +457,16 @@ def main() -> None:
             f"O(parameters): {params:,d} parameters, ~10-15 FLOPs each for Adam, ~{params * 12 / 1e9:.1f} GFLOP"
         ),
     }
-    result.update({
-        "cpu": cpu_summary(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
-        "tensorflow": tf.__version__, "keras": keras.__version__, "seconds": round(time.time() - started, 1),
-    })
+    result.update(
+        {
+            "cpu": cpu_summary(),
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "seconds": round(time.time() - started, 1),
+        }
+    )
 
     # ------------------------------------------------------------------ table
     print(f"{args.preset} at {s}x{s}, GFLOP per image (FLOP = 2 x multiply-add of conv / transposed conv / dense)")
@@ -467,32 +488,46 @@ def main() -> None:
         print(line.format("traced step per image (conv ops the gradients need)", f"{ts['gflop_per_image']:.2f}"))
         for k, v in ts["by_network_and_pass_gflop"].items():
             print(line.format(f"  {k}", f"{v:.3f}"))
-        print(line.format("  the profiler's formulas on that graph (over-count; JSON note)",
-                          f"{ts['profiler_registry_total_gflop']:.2f}"))
+        print(
+            line.format(
+                "  the profiler's formulas on that graph (over-count; JSON note)",
+                f"{ts['profiler_registry_total_gflop']:.2f}",
+            )
+        )
     if discriminator is not None:
         st = result["step"]
         print(line.format("3 G + 7 D from the profiler's forward totals", f"{st['profiler_forward_3g_7d_gflop']:.2f}"))
         print(line.format("every backward 2x forward (3 G + 8 D)", f"{st['all_backward_2x_gflop_per_image']:.2f}"))
     if args.reference:
-        print(f"reference {args.reference:g} GFLOP per image: the step count is "
-              f"x{result['step']['ratio_to_reference']:.3f} of it")
+        print(
+            f"reference {args.reference:g} GFLOP per image: the step count is "
+            f"x{result['step']['ratio_to_reference']:.3f} of it"
+        )
     for net, cc in result["cross_check_forward"].items():
-        print(f"cross-check {net} forward: analytic {cc['analytic_gflop']:.3f}, frozen-graph conv ops "
-              f"{cc['conv_gflop']:.3f} (+ MatMul {cc['matmul_gflop']:.3f}), profiler total "
-              f"{cc['profiler_total_gflop']:.3f} ({100 * cc['profiler_over_analytic']:+.1f}% over analytic)")
+        print(
+            f"cross-check {net} forward: analytic {cc['analytic_gflop']:.3f}, frozen-graph conv ops "
+            f"{cc['conv_gflop']:.3f} (+ MatMul {cc['matmul_gflop']:.3f}), profiler total "
+            f"{cc['profiler_total_gflop']:.3f} ({100 * cc['profiler_over_analytic']:+.1f}% over analytic)"
+        )
     per_step = result["per_step_not_per_image"]
     if per_step["spectral_norm_matmul_gflop"] is not None:
-        print(f"per step, not per image: spectral-norm matmuls {per_step['spectral_norm_matmul_gflop']:.3f} GFLOP; "
-              f"optimiser {per_step['optimiser_update']}")
+        print(
+            f"per step, not per image: spectral-norm matmuls {per_step['spectral_norm_matmul_gflop']:.3f} GFLOP; "
+            f"optimiser {per_step['optimiser_update']}"
+        )
     print("ignored as negligible: " + ", ".join(f"{k} x{v}" for k, v in result["ignored_layer_types"].items()))
     est = result["ignored_estimate"]
-    print(f"  they touch {est['conv_output_elements_g_plus_d_forward'] / 1e6:.1f} M elements per G + D forward: "
-          f"~{est['gflop_at_10_flops_per_element']:.2f} GFLOP at 10 FLOPs each "
-          f"({100 * est['share_of_g_plus_d_forward']:.1f}% of G + D forward)")
+    print(
+        f"  they touch {est['conv_output_elements_g_plus_d_forward'] / 1e6:.1f} M elements per G + D forward: "
+        f"~{est['gflop_at_10_flops_per_element']:.2f} GFLOP at 10 FLOPs each "
+        f"({100 * est['share_of_g_plus_d_forward']:.1f}% of G + D forward)"
+    )
     if args.layers:
         for r in g_rows + (result["discriminator"]["layers"] if discriminator is not None else []):
-            print(f"  {r['layer']:<44s} {r['type']:<16s} {str(r['input']):>18s} -> {str(r['output']):<18s}"
-                  f" {r['gflop']:8.4f}")
+            print(
+                f"  {r['layer']:<44s} {r['type']:<16s} {str(r['input']):>18s} -> {str(r['output']):<18s}"
+                f" {r['gflop']:8.4f}"
+            )
 
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -86,11 +86,13 @@ def main() -> None:
         tf.keras.utils.set_random_seed(0)
         generator = build_generator(cfg.model)
     spec = inference.ModelSpec.from_model_config(cfg.model)
-    s, c_in = args.size, int(generator.inputs[0].shape[-1])
+    s = args.size
     result: dict = {
         "preset": args.preset,
         "image_size": s,
-        "weights": f"trained run {args.run} (step {loaded_run.step})" if args.run else "random (freshly built generator)",
+        "weights": f"trained run {args.run} (step {loaded_run.step})"
+        if args.run
+        else "random (freshly built generator)",
         "g_params": int(generator.count_params()),
         "input_image": {"format": "JPEG", "width": args.image[0], "height": args.image[1]},
         "repeats": args.repeats,

@@ -41,12 +41,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from colourise_tf import layers as L
+from colourise_tf.cpu import cpu_summary
 from colourise_tf.ops import conv as C
 from colourise_tf.ops import filter_grad as FG
 from colourise_tf.ops import gemm_conv as G
 from colourise_tf.ops import thin_conv as TC
 from colourise_tf.ops import winograd as W
-from colourise_tf.cpu import cpu_summary
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 4
@@ -128,13 +129,26 @@ def _filter_grad_case(kind, n, cin, cout, dtype, repeats, stride=2):
     gemm = tf.function(lambda: FG._patches_matmul(src, other, kshape, strides, padding))
     shifted = tf.function(lambda: FG._shifted_matmul(src, other, kshape, strides, padding))
     a = native().numpy().astype(np.float32)
-    rel = {name: float(np.abs(a - f().numpy().astype(np.float32)).max() / np.abs(a).max())
-           for name, f in (("patches_gemm", gemm), ("shifted_gemm", shifted))}
-    res = _median_ms({"native": lambda: native().numpy(), "patches_gemm": lambda: gemm().numpy(),
-                      "shifted_gemm": lambda: shifted().numpy()}, repeats)
+    rel = {
+        name: float(np.abs(a - f().numpy().astype(np.float32)).max() / np.abs(a).max())
+        for name, f in (("patches_gemm", gemm), ("shifted_gemm", shifted))
+    }
+    res = _median_ms(
+        {
+            "native": lambda: native().numpy(),
+            "patches_gemm": lambda: gemm().numpy(),
+            "shifted_gemm": lambda: shifted().numpy(),
+        },
+        repeats,
+    )
     chosen = FG.filter_grad_fn(rows, kshape, strides, dtype)
-    res.update(rows=rows, kernel_elements=int(np.prod(kshape)), stride=stride, max_rel_diff=rel,
-               chosen={None: "native", FG._patches_matmul: "patches_gemm", FG._shifted_matmul: "shifted_gemm"}[chosen])
+    res.update(
+        rows=rows,
+        kernel_elements=int(np.prod(kshape)),
+        stride=stride,
+        max_rel_diff=rel,
+        chosen={None: "native", FG._patches_matmul: "patches_gemm", FG._shifted_matmul: "shifted_gemm"}[chosen],
+    )
     return res
 
 
@@ -192,12 +206,16 @@ def _thin_transpose_case(n, cin, cout, repeats, dtype):
     out_shape = [BATCH, 2 * n, 2 * n, cout]
     dy = tf.cast(rng.normal(size=out_shape).astype(np.float32), dtype)
 
-    fns = {"direct": _fwd_bwd(lambda x, k: tf.nn.conv2d_transpose(x, k, out_shape, 2, "SAME"), x, k, dy),
-           "thin": _fwd_bwd(lambda x, k: TC.thin_output_conv2d_transpose(x, k, out_shape, (2, 2), "SAME"), x, k, dy)}
+    fns = {
+        "direct": _fwd_bwd(lambda x, k: tf.nn.conv2d_transpose(x, k, out_shape, 2, "SAME"), x, k, dy),
+        "thin": _fwd_bwd(lambda x, k: TC.thin_output_conv2d_transpose(x, k, out_shape, (2, 2), "SAME"), x, k, dy),
+    }
     ref, got = fns["direct"](), fns["thin"]()
     res = _median_ms(fns, repeats)
-    res.update(max_rel_diff={"thin": _max_rel_diff(ref, got)},
-               chosen="thin" if TC.thin_output_transpose_wanted([4, 4, cout, cin], dtype, training=True) else "direct")
+    res.update(
+        max_rel_diff={"thin": _max_rel_diff(ref, got)},
+        chosen="thin" if TC.thin_output_transpose_wanted([4, 4, cout, cin], dtype, training=True) else "direct",
+    )
     return res
 
 
@@ -212,11 +230,13 @@ def _gemm_case(kind, n, cin, cout, stride, pad, repeats):
         rows = BATCH * n * n
         fg = FG.filter_grad_fn(rows, k.shape, (stride, stride), tf.float32)
         if fg is None:
+
             def tf_path(x, k):
                 return tf.nn.conv2d_transpose(x, k, out_shape, stride, "SAME")
         else:
+
             def tf_path(x, k):
-                return L._conv2d_transpose_custom_grad(x, k, out_shape, (stride, stride), "SAME", fg)
+                return FG.conv2d_transpose_custom_grad(x, k, out_shape, (stride, stride), "SAME", fg)
 
         def gemm(x, k):
             return G.gemm_conv2d_transpose(x, k, out_shape, (stride, stride), "SAME")
@@ -230,14 +250,17 @@ def _gemm_case(kind, n, cin, cout, stride, pad, repeats):
             return tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
 
         if fg is None:
+
             def tf_path(x, k):
                 return tf.nn.conv2d(padded(x), k, stride, "VALID")
         else:
+
             def tf_path(x, k):
                 return FG.conv2d_custom_grad(padded(x), k, (stride, stride), "VALID", fg)
 
         def gemm(x, k):
             return G.gemm_conv2d(x, k, (stride, stride), ((pad, pad), (pad, pad)))
+
     y = tf_path(x, k)
     dy = tf.constant(rng.normal(size=y.shape).astype(np.float32))
     fns = {"tf": _fwd_bwd(tf_path, x, k, dy), "gemm": _fwd_bwd(gemm, x, k, dy)}
@@ -270,82 +293,148 @@ def main() -> None:
     if args.intra_op_threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-    out = {"batch": BATCH, "intra_op_threads": args.intra_op_threads or "tf default", "cpu": cpu_summary(),
-           **{section: [] for section in SECTIONS}}
-    ibn_shapes = {"unet dec6 (128x128x64)": (BATCH, 128, 128, 64), "unet enc2 (64x64x128)": (BATCH, 64, 64, 128),
-                  "unet dec3 (16x16x512)": (BATCH, 16, 16, 512)}
+    out = {
+        "batch": BATCH,
+        "intra_op_threads": args.intra_op_threads or "tf default",
+        "cpu": cpu_summary(),
+        **{section: [] for section in SECTIONS},
+    }
+    ibn_shapes = {
+        "unet dec6 (128x128x64)": (BATCH, 128, 128, 64),
+        "unet enc2 (64x64x128)": (BATCH, 64, 64, 128),
+        "unet dec3 (16x16x512)": (BATCH, 16, 16, 512),
+    }
     for dtype in (tf.float32, tf.bfloat16) if "ibn" in args.only else ():
         for name, shape in ibn_shapes.items():
             r = _ibn_case(shape, dtype, args.repeats)
             out["ibn"].append({"layer": name, "dtype": dtype.name, **r})
-            print(f"IBN {name:24s} {dtype.name:8s} keras sliced {r['keras_sliced']:7.2f} ms   IBNorm {r['ibnorm']:7.2f} ms"
-                  f"   x{r['keras_sliced'] / r['ibnorm']:.2f}   |   IN: keras GroupNorm {r['keras_group_norm']:7.2f} ms"
-                  f"   InstanceNormalization {r['instance_norm']:7.2f} ms   x{r['keras_group_norm'] / r['instance_norm']:.2f}",
-                  flush=True)
+            print(
+                f"IBN {name:24s} {dtype.name:8s} keras sliced {r['keras_sliced']:7.2f} ms"
+                f"   IBNorm {r['ibnorm']:7.2f} ms   x{r['keras_sliced'] / r['ibnorm']:.2f}"
+                f"   |   IN: keras GroupNorm {r['keras_group_norm']:7.2f} ms"
+                f"   InstanceNormalization {r['instance_norm']:7.2f} ms"
+                f"   x{r['keras_group_norm'] / r['instance_norm']:.2f}",
+                flush=True,
+            )
     # (name, kind, input size, C_in, C_out, stride): the 256x256 gorriz U-Net's layers by their names in
     # generators.py (7 levels; decoder inputs include the skip), and the PatchGAN's stride-1 layer at two scales.
-    convs = [("enc2", "conv", 128, 64, 128, 2), ("enc3", "conv", 64, 128, 256, 2), ("enc4", "conv", 32, 256, 512, 2),
-             ("enc5", "conv", 16, 512, 512, 2), ("enc6", "conv", 8, 512, 512, 2), ("enc7", "conv", 4, 512, 512, 2),
-             ("dec1", "convT", 2, 512, 512, 2), ("dec2", "convT", 4, 1024, 512, 2), ("dec3", "convT", 8, 1024, 512, 2),
-             ("dec4", "convT", 16, 1024, 256, 2), ("dec5", "convT", 32, 512, 128, 2), ("dec6", "convT", 64, 256, 64, 2),
-             ("D layer4 x1", "conv", 34, 256, 512, 1), ("D layer4 x2", "conv", 18, 256, 512, 1)]
+    convs = [
+        ("enc2", "conv", 128, 64, 128, 2),
+        ("enc3", "conv", 64, 128, 256, 2),
+        ("enc4", "conv", 32, 256, 512, 2),
+        ("enc5", "conv", 16, 512, 512, 2),
+        ("enc6", "conv", 8, 512, 512, 2),
+        ("enc7", "conv", 4, 512, 512, 2),
+        ("dec1", "convT", 2, 512, 512, 2),
+        ("dec2", "convT", 4, 1024, 512, 2),
+        ("dec3", "convT", 8, 1024, 512, 2),
+        ("dec4", "convT", 16, 1024, 256, 2),
+        ("dec5", "convT", 32, 512, 128, 2),
+        ("dec6", "convT", 64, 256, 64, 2),
+        ("D layer4 x1", "conv", 34, 256, 512, 1),
+        ("D layer4 x2", "conv", 18, 256, 512, 1),
+    ]
     for dtype in (tf.float32, tf.bfloat16) if "filter_gradient" in args.only else ():
         for name, kind, n, cin, cout, stride in convs:
             r = _filter_grad_case(kind, n, cin, cout, dtype, args.repeats, stride)
             out["filter_gradient"].append({"layer": name, "dtype": dtype.name, **r})
-            print(f"dW  {name:11s} rows {r['rows']:5d} {dtype.name:8s} oneDNN {r['native']:7.2f} ms   patches GEMM "
-                  f"{r['patches_gemm']:7.2f} ms   shifted GEMMs {r['shifted_gemm']:7.2f} ms   chosen: {r['chosen']:12s} "
-                  f"(max rel diff {max(r['max_rel_diff'].values()):.1e})", flush=True)
+            print(
+                f"dW  {name:11s} rows {r['rows']:5d} {dtype.name:8s} oneDNN {r['native']:7.2f} ms   patches GEMM "
+                f"{r['patches_gemm']:7.2f} ms   shifted GEMMs {r['shifted_gemm']:7.2f} ms   chosen: {r['chosen']:12s} "
+                f"(max rel diff {max(r['max_rel_diff'].values()):.1e})",
+                flush=True,
+            )
     # (name, input size, kernel, C_in, C_out, pad): the PatchGAN's stride-1 layer at its three scales,
     # a ResNet-generator block, and shapes around the rule's edges.
-    stride1 = [("D layer4 x1", 32, 4, 256, 512, 1), ("D layer4 x2", 16, 4, 256, 512, 1),
-               ("D layer4 x4", 8, 4, 256, 512, 1), ("D layer5 x1", 31, 4, 512, 1, 1),
-               ("D layer5 x2", 15, 4, 512, 1, 1), ("D layer5 x4", 7, 4, 512, 1, 1),
-               ("resnet block", 64, 3, 256, 256, 1), ("4x4 128->256", 32, 4, 128, 256, 1),
-               ("4x4 64->128", 64, 4, 64, 128, 1), ("3x3 64->64", 128, 3, 64, 64, 1)]
+    stride1 = [
+        ("D layer4 x1", 32, 4, 256, 512, 1),
+        ("D layer4 x2", 16, 4, 256, 512, 1),
+        ("D layer4 x4", 8, 4, 256, 512, 1),
+        ("D layer5 x1", 31, 4, 512, 1, 1),
+        ("D layer5 x2", 15, 4, 512, 1, 1),
+        ("D layer5 x4", 7, 4, 512, 1, 1),
+        ("resnet block", 64, 3, 256, 256, 1),
+        ("4x4 128->256", 32, 4, 128, 256, 1),
+        ("4x4 64->128", 64, 4, 64, 128, 1),
+        ("3x3 64->64", 128, 3, 64, 64, 1),
+    ]
     cases = [(name, n, r, cin, cout, pad, tf.float32) for name, n, r, cin, cout, pad in stride1]
     cases += [(name, n, r, cin, cout, pad, tf.bfloat16) for name, n, r, cin, cout, pad in stride1 if cout == 1]
     for name, n, r, cin, cout, pad, dtype in cases if "winograd" in args.only else ():
         res = _stride1_case(n, r, cin, cout, pad, args.repeats, dtype)
-        out["winograd"].append({"layer": name, "dtype": dtype.name, "input": n, "kernel": r, "c_in": cin,
-                                "c_out": cout, **res})
-        fast = " ".join(f"  {k} {res[k]:7.2f} ms x{res['direct'] / res[k]:.2f}" for k in ("winograd", "thin") if k in res)
-        print(f"s1  {name:13s} {n:3d}x{n:<3d} {r}x{r} {cin:3d}->{cout:<3d} {dtype.name:8s} fwd+bwd: direct "
-              f"{res['direct']:7.2f} ms{fast}   chosen: {res['chosen']:8s}"
-              f" (max rel diff {max(res['max_rel_diff'].values()):.1e})", flush=True)
+        out["winograd"].append(
+            {"layer": name, "dtype": dtype.name, "input": n, "kernel": r, "c_in": cin, "c_out": cout, **res}
+        )
+        fast = " ".join(
+            f"  {k} {res[k]:7.2f} ms x{res['direct'] / res[k]:.2f}" for k in ("winograd", "thin") if k in res
+        )
+        print(
+            f"s1  {name:13s} {n:3d}x{n:<3d} {r}x{r} {cin:3d}->{cout:<3d} {dtype.name:8s} fwd+bwd: direct "
+            f"{res['direct']:7.2f} ms{fast}   chosen: {res['chosen']:8s}"
+            f" (max rel diff {max(res['max_rel_diff'].values()):.1e})",
+            flush=True,
+        )
     for dtype in (tf.float32, tf.bfloat16) if "winograd" in args.only else ():
         res = _thin_transpose_case(128, 128, 2, args.repeats, dtype)
-        out["winograd"].append({"layer": "unet chroma (transposed)", "dtype": dtype.name, "input": 128, "kernel": 4,
-                                "c_in": 128, "c_out": 2, "stride": 2, **res})
-        print(f"T   unet chroma   128x128 4x4 128->2   {dtype.name:8s} fwd+bwd: direct {res['direct']:7.2f} ms  thin "
-              f"{res['thin']:7.2f} ms x{res['direct'] / res['thin']:.2f}   chosen: {res['chosen']:8s}"
-              f" (max rel diff {res['max_rel_diff']['thin']:.1e})", flush=True)
+        out["winograd"].append(
+            {
+                "layer": "unet chroma (transposed)",
+                "dtype": dtype.name,
+                "input": 128,
+                "kernel": 4,
+                "c_in": 128,
+                "c_out": 2,
+                "stride": 2,
+                **res,
+            }
+        )
+        print(
+            f"T   unet chroma   128x128 4x4 128->2   {dtype.name:8s} fwd+bwd: direct {res['direct']:7.2f} ms  thin "
+            f"{res['thin']:7.2f} ms x{res['direct'] / res['thin']:.2f}   chosen: {res['chosen']:8s}"
+            f" (max rel diff {res['max_rel_diff']['thin']:.1e})",
+            flush=True,
+        )
     # (name, kind, input size, C_in, C_out, stride, pad): U-Net layers at 256x256 and 128x128 images (rows =
     # batch x positions on the small side), the PatchGAN's stride-1 256->512 layer at its smaller scales.
-    gemm_cases = [("enc3 @256", "conv", 64, 128, 256, 2, 1), ("enc4 @256", "conv", 32, 256, 512, 2, 1),
-                  ("enc5 @256", "conv", 16, 512, 512, 2, 1), ("enc6 @256", "conv", 8, 512, 512, 2, 1),
-                  ("enc7 @256", "conv", 4, 512, 512, 2, 1),
-                  ("enc4 @128", "conv", 16, 256, 512, 2, 1), ("enc7 @128", "conv", 2, 512, 512, 2, 1),
-                  ("dec1 @256", "convT", 2, 512, 512, 2, 0), ("dec2 @256", "convT", 4, 1024, 512, 2, 0),
-                  ("dec3 @256", "convT", 8, 1024, 512, 2, 0), ("dec4 @256", "convT", 16, 1024, 256, 2, 0),
-                  ("dec5 @256", "convT", 32, 512, 128, 2, 0), ("dec6 @256", "convT", 64, 256, 64, 2, 0),
-                  ("dec4 @128", "convT", 8, 1024, 256, 2, 0), ("dec5 @128", "convT", 16, 512, 128, 2, 0),
-                  ("D layer4 x4 @256", "conv", 8, 256, 512, 1, 1), ("D layer4 x4 @128", "conv", 4, 256, 512, 1, 1),
-                  ("D layer4 x2 @256", "conv", 16, 256, 512, 1, 1)]
+    gemm_cases = [
+        ("enc3 @256", "conv", 64, 128, 256, 2, 1),
+        ("enc4 @256", "conv", 32, 256, 512, 2, 1),
+        ("enc5 @256", "conv", 16, 512, 512, 2, 1),
+        ("enc6 @256", "conv", 8, 512, 512, 2, 1),
+        ("enc7 @256", "conv", 4, 512, 512, 2, 1),
+        ("enc4 @128", "conv", 16, 256, 512, 2, 1),
+        ("enc7 @128", "conv", 2, 512, 512, 2, 1),
+        ("dec1 @256", "convT", 2, 512, 512, 2, 0),
+        ("dec2 @256", "convT", 4, 1024, 512, 2, 0),
+        ("dec3 @256", "convT", 8, 1024, 512, 2, 0),
+        ("dec4 @256", "convT", 16, 1024, 256, 2, 0),
+        ("dec5 @256", "convT", 32, 512, 128, 2, 0),
+        ("dec6 @256", "convT", 64, 256, 64, 2, 0),
+        ("dec4 @128", "convT", 8, 1024, 256, 2, 0),
+        ("dec5 @128", "convT", 16, 512, 128, 2, 0),
+        ("D layer4 x4 @256", "conv", 8, 256, 512, 1, 1),
+        ("D layer4 x4 @128", "conv", 4, 256, 512, 1, 1),
+        ("D layer4 x2 @256", "conv", 16, 256, 512, 1, 1),
+    ]
     for name, kind, n, cin, cout, stride, pad in gemm_cases if "gemm" in args.only else ():
         res = _gemm_case(kind, n, cin, cout, stride, pad, args.repeats)
-        out["gemm"].append({"layer": name, "kind": kind, "input": n, "c_in": cin, "c_out": cout, "stride": stride,
-                            **res})
-        print(f"few {name:17s} {kind:5s} {n:3d}x{n:<3d} {cin:4d}->{cout:<4d} rows {res['rows']:5d} float32 fwd+bwd: "
-              f"tf {res['tf']:7.2f} ms  gemm {res['gemm']:7.2f} ms x{res['tf'] / res['gemm']:.2f}   chosen: "
-              f"{res['chosen']:5s} (max rel diff {res['max_rel_diff']:.1e})", flush=True)
+        out["gemm"].append(
+            {"layer": name, "kind": kind, "input": n, "c_in": cin, "c_out": cout, "stride": stride, **res}
+        )
+        print(
+            f"few {name:17s} {kind:5s} {n:3d}x{n:<3d} {cin:4d}->{cout:<4d} rows {res['rows']:5d} float32 fwd+bwd: "
+            f"tf {res['tf']:7.2f} ms  gemm {res['gemm']:7.2f} ms x{res['tf'] / res['gemm']:.2f}   chosen: "
+            f"{res['chosen']:5s} (max rel diff {res['max_rel_diff']:.1e})",
+            flush=True,
+        )
     path = Path(args.out)
     if path.exists() and set(args.only) != set(SECTIONS):
         # A partial run replaces only its own sections of an existing file.
         previous = json.loads(path.read_text())
         out = {**previous, **{k: v for k, v in out.items() if k in args.only}}
         out.setdefault("intra_op_threads_by_section", {}).update(
-            {k: args.intra_op_threads or "tf default" for k in args.only})
+            {k: args.intra_op_threads or "tf default" for k in args.only}
+        )
         out.setdefault("cpu_by_section", {}).update({k: cpu_summary() for k in args.only})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")

@@ -52,9 +52,7 @@ def _frozen_graph(model: keras.Model, shape: tuple[int, ...]) -> tf.Graph:
 def _profiler_flops(graph: tf.Graph) -> int:
     opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     opts["output"] = "none"
-    info = tf.compat.v1.profiler.profile(
-        graph=graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op", options=opts
-    )
+    info = tf.compat.v1.profiler.profile(graph=graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op", options=opts)
     return int(info.total_float_ops)
 
 
@@ -98,9 +96,7 @@ def _backbone(backbone: str, layer: str, size: int) -> keras.Model:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--presets", default="", help="comma-separated subset (default: all)")
-    parser.add_argument(
-        "--out", default=str(pathlib.Path(__file__).resolve().parent / "results" / "model_zoo.json")
-    )
+    parser.add_argument("--out", default=str(pathlib.Path(__file__).resolve().parent / "results" / "model_zoo.json"))
     args = parser.parse_args(argv)
     names = [n for n in args.presets.split(",") if n] or C.list_presets()
 

@@ -91,8 +91,13 @@ def main() -> None:
     p.add_argument("--batch", type=int, nargs="+", default=[4, 16])
     p.add_argument("--precision", nargs="+", default=["float32", "mixed_bfloat16"])
     p.add_argument("--no-xla", action="store_true", help="skip the XLA settings")
-    p.add_argument("--threads", nargs="+", choices=["auto", "tf"], default=["auto", "tf"],
-                   help="CPU thread pools: the training loop's auto setting and/or TensorFlow's default")
+    p.add_argument(
+        "--threads",
+        nargs="+",
+        choices=["auto", "tf"],
+        default=["auto", "tf"],
+        help="CPU thread pools: the training loop's auto setting and/or TensorFlow's default",
+    )
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--size", type=int, default=256)
@@ -116,20 +121,37 @@ def main() -> None:
     results = []
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
     for b, prec, xla, threads in settings:
-        cmd = [sys.executable, __file__, "--preset", args.preset, "--steps", str(args.steps),
-               "--warmup", str(args.warmup), "--size", str(args.size),
-               "--worker", f"{b},{prec},{int(xla)},{threads}"]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--preset",
+            args.preset,
+            "--steps",
+            str(args.steps),
+            "--warmup",
+            str(args.warmup),
+            "--size",
+            str(args.size),
+            "--worker",
+            f"{b},{prec},{int(xla)},{threads}",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
         if proc.returncode or not line:
-            res = {"batch": b, "precision": prec, "xla": xla, "threads": threads,
-                   "error": proc.stderr.strip().splitlines()[-1:]}
+            res = {
+                "batch": b,
+                "precision": prec,
+                "xla": xla,
+                "threads": threads,
+                "error": proc.stderr.strip().splitlines()[-1:],
+            }
         else:
             res = json.loads(line[0][7:])
         results.append(res)
         shown = (
             f"{res['images_per_s']:.2f} img/s (median step {res['median_step_s']:.2f}s, min {res['min_step_s']:.2f}s)"
-            if "images_per_s" in res else f"FAILED {res['error']}"
+            if "images_per_s" in res
+            else f"FAILED {res['error']}"
         )
         print(f"batch {b:3d}  {prec:15s} xla={'on ' if xla else 'off'} threads={threads:4s}  {shown}", flush=True)
     ok = [r for r in results if "images_per_s" in r]
@@ -150,15 +172,21 @@ def main() -> None:
     from colourise_tf.cpu import cpu_summary
 
     out = {
-        "preset": args.preset, "image_size": args.size, "cpu": cpu_summary(), "cpu_count": os.cpu_count(),
-        "results": results, "speedup_vs_float32": ratios,
+        "preset": args.preset,
+        "image_size": args.size,
+        "cpu": cpu_summary(),
+        "cpu_count": os.cpu_count(),
+        "results": results,
+        "speedup_vs_float32": ratios,
         "fastest": best and {k: best[k] for k in ("batch", "precision", "xla", "threads", "images_per_s")},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
     if best:
-        print(f"fastest: batch {best['batch']} {best['precision']} xla={best['xla']} threads={best['threads']} "
-              f"-> {best['images_per_s']:.2f} img/s")
+        print(
+            f"fastest: batch {best['batch']} {best['precision']} xla={best['xla']} threads={best['threads']} "
+            f"-> {best['images_per_s']:.2f} img/s"
+        )
     print(f"wrote {args.out}")
 
 

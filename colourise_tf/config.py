@@ -425,7 +425,8 @@ def _gorriz(name: str, norm: str, sn: bool, scales: int, row: str) -> Experiment
             f"d512:d512:d512:d256:d128:d64 + 70x70 PatchGAN, {norm} normalisation"
             + (", spectral norm in G and D (Górriz et al. 2019 SIV-B / SIII-C)" if sn else "")
             + (f", {scales} discriminator scales (x1, x2, x4; eq. 6)" if scales > 1 else "")
-            + ", 256x256 CIE Lab, ILSVRC-2012." + _GORRIZ_LOSS_NOTE
+            + ", 256x256 CIE Lab, ILSVRC-2012."
+            + _GORRIZ_LOSS_NOTE
         ),
     )
 
@@ -464,9 +465,7 @@ def _register_all() -> None:
     register_preset(_gorriz("gorriz-ibn-sn-md", "ibn", True, 3, "IBN + SN + MD"))
     bn = _gorriz("gorriz-bn", "batch", False, 1, "BN (baseline)")
     register_preset(
-        dataclasses.replace(
-            bn, description=bn.description + " Architecturally identical to the `pix2pix` preset."
-        )
+        dataclasses.replace(bn, description=bn.description + " Architecturally identical to the `pix2pix` preset.")
     )
     base = get_preset("gorriz-ibn-sn-md")
     register_preset(
@@ -493,8 +492,7 @@ def _register_all() -> None:
             description=(
                 "Tarrés 2021 S4.2 / Table 2 'ResNet' row: as tarres-vgg16 with an ImageNet ResNet50 "
                 "backbone. The seed does not name the layer; we use `conv2_block3_out` (stride 4, "
-                "256 channels: the same resolution and width as VGG16 block3_conv3)."
-                + _GORRIZ_LOSS_NOTE
+                "256 channels: the same resolution and width as VGG16 block3_conv3)." + _GORRIZ_LOSS_NOTE
             ),
         )
     )
@@ -534,8 +532,7 @@ def _register_all() -> None:
                 "trainer's per-pixel cross-entropy. Two stages as the seed describes: segmentation "
                 "alone first (train.seg_pretrain_steps=10000, 10% of the schedule: the seed says "
                 "'once it achieved acceptable results'), then encoder + colour decoder on both "
-                "losses with the segmentation decoder frozen."
-                + seg_note
+                "losses with the segmentation decoder frozen." + seg_note
             ),
         )
     )
@@ -795,9 +792,7 @@ def apply_overrides(cfg: ExperimentConfig, overrides: Sequence[str]) -> Experime
             raise ValueError(f"unknown config section {section!r} in {key!r}; sections: {list(_SECTIONS)}")
         types_ = _field_types(_SECTIONS[section])
         if name not in types_:
-            raise ValueError(
-                f"unknown config key {key!r}; fields of {section!r}: {', '.join(types_)}"
-            )
+            raise ValueError(f"unknown config key {key!r}; fields of {section!r}: {', '.join(types_)}")
         updates.setdefault(section, {})[name] = _parse_value(value, types_[name], key)
     new = {s: dataclasses.replace(getattr(cfg, s), **u) for s, u in updates.items()}
     return dataclasses.replace(cfg, **new, **top)
@@ -860,4 +855,3 @@ def load_config(path: str | os.PathLike) -> ExperimentConfig:
         return from_dict(data)
     except (ValueError, TypeError, KeyError) as exc:
         raise ValueError(f"{path}: {exc}") from None
-

@@ -5,6 +5,7 @@ The switch of the CPU-only kernels is :mod:`colourise_tf.ops.gate`.
 
 from __future__ import annotations
 
+
 def _cpuinfo_field(name: str) -> str:
     """The first ``name : value`` line's value in ``/proc/cpuinfo``; empty where that
     file or field is missing (not Linux, not x86)."""

@@ -414,9 +414,7 @@ class PipelineReport:
         n_grey = len(self.grey)
         with self._lock:
             skipped = list(self.skipped)
-        lines = [
-            f"{len(skipped)} file(s) skipped as unreadable, {n_grey} greyscale image(s) left out"
-        ]
+        lines = [f"{len(skipped)} file(s) skipped as unreadable, {n_grey} greyscale image(s) left out"]
         lines += [f"  skipped {path}: {reason}" for path, reason in skipped]
         return "\n".join(lines)
 
@@ -458,9 +456,7 @@ def list_image_files(source: str) -> list[str]:
         found = [source] if _is_image_name(source) else []
         where = f"file {source!r} (not one of {', '.join(IMAGE_EXTENSIONS)})"
     else:
-        found = [
-            p for p in _glob.glob(source, recursive=True) if os.path.isfile(p) and _is_image_name(p)
-        ]
+        found = [p for p in _glob.glob(source, recursive=True) if os.path.isfile(p) and _is_image_name(p)]
         where = f"pattern {source!r}"
     if not found:
         raise FileNotFoundError(f"no image files found for {where}")
@@ -688,7 +684,9 @@ def _orient(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
         lambda: tf.reverse(_transpose_hw(image), [0]),  # 8: 90 counter-clockwise
     ]
     return tf.cond(
-        tf.equal(orientation, 1), lambda: image, lambda: tf.switch_case(tf.clip_by_value(orientation - 1, 0, 7), branches)
+        tf.equal(orientation, 1),
+        lambda: image,
+        lambda: tf.switch_case(tf.clip_by_value(orientation - 1, 0, 7), branches),
     )
 
 
@@ -957,14 +955,10 @@ def _rgb_from_any_tf(image: tf.Tensor) -> tf.Tensor:
     if channels is not None:
         return convert(int(channels))
     c = tf.shape(image)[-1]
-    return tf.switch_case(
-        tf.clip_by_value(c, 1, 4) - 1, [lambda k=k: convert(k) for k in (1, 2, 3, 4)]
-    )
+    return tf.switch_case(tf.clip_by_value(c, 1, 4) - 1, [lambda k=k: convert(k) for k in (1, 2, 3, 4)])
 
 
-def _select_first_per_class(
-    ds: tf.data.Dataset, num_classes: int, per_class: int
-) -> tf.data.Dataset:
+def _select_first_per_class(ds: tf.data.Dataset, num_classes: int, per_class: int) -> tf.data.Dataset:
     """Keeps the first ``per_class`` examples of each label; stops once all are full.
 
     A ``scan`` carries per-class counters, so the input is read only until the rarest
@@ -1016,9 +1010,7 @@ class _TfdsSource(_Source):
             ) from err
         if not builder.is_prepared():
             try:
-                builder.download_and_prepare(
-                    download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
-                )
+                builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
             except (AssertionError, tf.errors.NotFoundError) as err:
                 # TFDS reports a missing manual_dir with an AssertionError, a manual_dir
                 # without the expected files with NotFoundError.
@@ -1055,8 +1047,7 @@ class _TfdsSource(_Source):
         if segmentation_key is not None:
             if segmentation_key not in features:
                 raise ValueError(
-                    f"segmentation_key {segmentation_key!r} is not a feature of {source!r}: "
-                    f"{list(features)}"
+                    f"segmentation_key {segmentation_key!r} is not a feature of {source!r}: {list(features)}"
                 )
             wanted[segmentation_key] = True
             if isinstance(features[segmentation_key], tfds.features.Image):
@@ -1152,9 +1143,7 @@ def _resize_square_uint8(image: tf.Tensor, size: int) -> tf.Tensor:
 
     same = tf.logical_and(tf.equal(shape[0], size), tf.equal(shape[1], size))
     heavy = tf.reduce_max(shape[:2]) > 2 * size
-    return tf.cond(
-        same, lambda: image, lambda: tf.cond(heavy, lambda: resize(True), lambda: resize(False))
-    )
+    return tf.cond(same, lambda: image, lambda: tf.cond(heavy, lambda: resize(True), lambda: resize(False)))
 
 
 def _example_seeds(seed: int, index: tf.Tensor) -> tf.Tensor:
@@ -1230,9 +1219,7 @@ def _make_geometry_fn(
             seg = tf.cond(
                 tf.reduce_all(tf.equal(seg_shape[:2], shape[:2])),
                 lambda: seg,
-                lambda: tf.cast(
-                    tf.image.resize(seg[..., None], shape[:2], method="nearest")[..., 0], tf.int32
-                ),
+                lambda: tf.cast(tf.image.resize(seg[..., None], shape[:2], method="nearest")[..., 0], tf.int32),
             )
         top, left, side = _draw_window(seeds, shape[0], shape[1], size, training)
         if seg is not None:
@@ -1263,9 +1250,7 @@ def _decode_window(contents: tf.Tensor, kind, ratio, top, left, side) -> tf.Tens
     window = tf.stack([top, left, side, side])
 
     def jpeg(r: int):
-        return lambda: tf.io.decode_and_crop_jpeg(
-            contents, window, channels=3, ratio=r, dct_method="INTEGER_ACCURATE"
-        )
+        return lambda: tf.io.decode_and_crop_jpeg(contents, window, channels=3, ratio=r, dct_method="INTEGER_ACCURATE")
 
     jpegs = [jpeg(1), jpeg(2), jpeg(4), jpeg(8)]
 
@@ -1304,8 +1289,7 @@ def _require_one_image(ds: tf.data.Dataset, source: str, report: PipelineReport)
     for _ in ds.take(1):
         return
     raise NoUsableImagesError(
-        f"no usable colour image in {source!r}: every image was unreadable or greyscale. "
-        + report.summary()
+        f"no usable colour image in {source!r}: every image was unreadable or greyscale. " + report.summary()
     )
 
 
@@ -1380,8 +1364,14 @@ def _make_source(
         paths = list(sample_image_paths().values()) if source == "samples" else list_image_files(source)
         return _FileSource(_probe_files(paths, min_side, report), report, source)  # probed once
     return _TfdsSource(
-        source, split=split, training=training, data_dir=data_dir, manual_dir=manual_dir,
-        segmentation_key=segmentation_key, report=report, shuffle_buffer=shuffle_buffer,
+        source,
+        split=split,
+        training=training,
+        data_dir=data_dir,
+        manual_dir=manual_dir,
+        segmentation_key=segmentation_key,
+        report=report,
+        shuffle_buffer=shuffle_buffer,
     )
 
 
@@ -1474,9 +1464,7 @@ def build_dataset(
         and tf.data service or a TPU host can run it.
     """
     if image_size < 1 or batch_size < 1:
-        raise ValueError(
-            f"image_size and batch_size must be positive, got {image_size}, {batch_size}"
-        )
+        raise ValueError(f"image_size and batch_size must be positive, got {image_size}, {batch_size}")
     if skip_batches < 0:
         raise ValueError(f"skip_batches must be >= 0, got {skip_batches}")
     report = report if report is not None else PipelineReport()
@@ -1485,8 +1473,14 @@ def build_dataset(
     jitter = training and augment
     max_short = max(image_size, int(round(image_size * TRAIN_SCALE_JITTER))) if jitter else image_size
     src = _make_source(
-        source, split=split, training=training, data_dir=data_dir, manual_dir=manual_dir,
-        segmentation_key=segmentation_key, report=report, shuffle_buffer=shuffle_buffer,
+        source,
+        split=split,
+        training=training,
+        data_dir=data_dir,
+        manual_dir=manual_dir,
+        segmentation_key=segmentation_key,
+        report=report,
+        shuffle_buffer=shuffle_buffer,
         min_side=max_short,
     )
     selected = getattr(src, "select", False)
@@ -1524,9 +1518,7 @@ def build_dataset(
         if training and (cache or selected):
             ds = _seeded_shuffle(ds, shuffle_buffer, seed, endless=repeat)
         ds = ds.enumerate()
-        ds = ds.map(
-            _make_geometry_fn(image_size, jitter, masks, seed), num_parallel_calls=tf.data.AUTOTUNE
-        )
+        ds = ds.map(_make_geometry_fn(image_size, jitter, masks, seed), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     if skip_batches and not skip_records:
         ds = ds.skip(skip_batches)

@@ -160,12 +160,27 @@ def patchgan_discriminator(
         level = min(i + 1, max_level)
         layer_norm = "none" if i == 0 else resolve_norm(norm, level, max_level, ibn_levels)
         x = ConvBlock(
-            f, 4, stride, padding=1, norm=layer_norm, spectral_norm=spectral_norm, activation="leaky_relu",
-            name=f"layer{i + 1}", **common,
+            f,
+            4,
+            stride,
+            padding=1,
+            norm=layer_norm,
+            spectral_norm=spectral_norm,
+            activation="leaky_relu",
+            name=f"layer{i + 1}",
+            **common,
         )(x)
     x = ConvBlock(
-        1, 4, 1, padding=1, norm="none", spectral_norm=spectral_norm, activation=None, use_bias=True,
-        name="output_conv", **common,
+        1,
+        4,
+        1,
+        padding=1,
+        norm="none",
+        spectral_norm=spectral_norm,
+        activation=None,
+        use_bias=True,
+        name="output_conv",
+        **common,
     )(x)
     return keras.Model(inputs, _logit_head(x, tanh_head, "logits"), name=name)
 
@@ -197,15 +212,24 @@ def pixelgan_discriminator(
         init=init, ibn_ratio=ibn_ratio, bn_momentum=bn_momentum, norm_epsilon=norm_epsilon, leaky_slope=leaky_slope
     )
     inputs = keras.Input((None, None, input_channels), name=f"{name}_input")
-    x = ConvBlock(
-        filters[0], 1, 1, padding="valid", norm="none", activation="leaky_relu", name="layer1", **common
-    )(inputs)
+    x = ConvBlock(filters[0], 1, 1, padding="valid", norm="none", activation="leaky_relu", name="layer1", **common)(
+        inputs
+    )
     for i, f in enumerate(filters[1:]):
         x = ConvBlock(
-            f, 1, 1, padding="valid", norm=resolve_norm(norm, 0, 0, ibn_levels), spectral_norm=spectral_norm,
-            activation="leaky_relu", name=f"layer{i + 2}", **common,
+            f,
+            1,
+            1,
+            padding="valid",
+            norm=resolve_norm(norm, 0, 0, ibn_levels),
+            spectral_norm=spectral_norm,
+            activation="leaky_relu",
+            name=f"layer{i + 2}",
+            **common,
         )(x)
-    x = ConvBlock(1, 1, 1, padding="valid", norm="none", activation=None, use_bias=True, name="output_conv", **common)(x)
+    x = ConvBlock(1, 1, 1, padding="valid", norm="none", activation=None, use_bias=True, name="output_conv", **common)(
+        x
+    )
     return keras.Model(inputs, _logit_head(x, tanh_head, "logits"), name=name)
 
 
@@ -233,8 +257,15 @@ def dcgan_discriminator(
     for i, f in enumerate(filters):
         layer_norm = "none" if i == 0 else resolve_norm(norm, i + 1, len(filters), ibn_levels)
         x = ConvBlock(
-            f, 4, 2, padding="same", norm=layer_norm, spectral_norm=spectral_norm, activation="leaky_relu",
-            name=f"layer{i + 1}", **common,
+            f,
+            4,
+            2,
+            padding="same",
+            norm=layer_norm,
+            spectral_norm=spectral_norm,
+            activation="leaky_relu",
+            name=f"layer{i + 1}",
+            **common,
         )(x)
     x = keras.layers.Flatten(name="flatten")(x)
     dense = keras.layers.Dense(1, kernel_initializer=kernel_initializer(init), name="classifier")
@@ -263,6 +294,6 @@ def multiscale_discriminator(
     outputs = []
     for s in range(num_scales):
         if s > 0:
-            x = keras.layers.AveragePooling2D(2, name=f"downsample_x{2 ** s}")(x)
+            x = keras.layers.AveragePooling2D(2, name=f"downsample_x{2**s}")(x)
         outputs.append(make_one(s)(x))
     return ListOutputModel(inputs, outputs, name=name)

@@ -470,9 +470,7 @@ def _load_discriminator(run_dir: Any, ckpt: str | None) -> tuple[Any, float, dic
     return disc, threshold, info
 
 
-def load_eval_model(
-    path: str | os.PathLike, name: str | None = None, *, with_discriminator: bool = True
-) -> EvalModel:
+def load_eval_model(path: str | os.PathLike, name: str | None = None, *, with_discriminator: bool = True) -> EvalModel:
     """Loads a model for evaluation through :func:`colourise_tf.predictors.load_predictor`.
 
     Args:
@@ -555,9 +553,7 @@ def load_perceptual(weights: str | None) -> metrics.PerceptualDistance | None:
             "local vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5)"
         )
     try:
-        return metrics.PerceptualDistance(
-            weights=weights if weights == "imagenet" else str(Path(weights).expanduser())
-        )
+        return metrics.PerceptualDistance(weights=weights if weights == "imagenet" else str(Path(weights).expanduser()))
     except Exception as err:  # keras raises a bare Exception on a failed download
         raise EvaluationError(
             f"cannot load the VGG19 weights for Lperc ({weights!r}): {err}\n"
@@ -626,8 +622,7 @@ def _generate(
     chroma_small = tf.cast(inference.pick_chroma(model.predictor.chroma(g_in), spec), tf.float32)
     if not bool(tf.reduce_all(tf.math.is_finite(chroma_small))):
         raise EvaluationError(
-            f"model {model.name!r} produced NaN/Inf chroma (a broken export? for TFLite, are the "
-            "weights frozen?)"
+            f"model {model.name!r} produced NaN/Inf chroma (a broken export? for TFLite, are the weights frozen?)"
         )
     chroma = _resize(chroma_small, size, "bilinear")
     if spec.colour_space == "lab":
@@ -649,7 +644,10 @@ def _d_accuracy(model: EvalModel, images: tf.Tensor, g_in: tf.Tensor, chroma_sma
     fake_in = tf.concat([grey, chroma_small] + extra, axis=-1)
     d_real = model.discriminator(real_in, training=False)
     d_fake = model.discriminator(fake_in, training=False)
-    as_list = lambda x: [tf.cast(t, tf.float32) for t in (x if isinstance(x, (list, tuple)) else [x])]
+
+    def as_list(x):
+        return [tf.cast(t, tf.float32) for t in (x if isinstance(x, (list, tuple)) else [x])]
+
     return metrics.discriminator_accuracy(as_list(d_real), as_list(d_fake), threshold=model.d_threshold)
 
 
@@ -783,9 +781,7 @@ def evaluate_models(
         raise EvaluationError(f"limit must be positive, got {limit}")
     if image_size is not None and image_size < 11:
         raise EvaluationError(f"image_size must be at least 11 (SSIM window), got {image_size}")
-    is_files = dataset == "samples" or Path(dataset).expanduser().exists() or any(
-        ch in dataset for ch in "*?["
-    )
+    is_files = dataset == "samples" or Path(dataset).expanduser().exists() or any(ch in dataset for ch in "*?[")
     if is_files:
         split = None
     elif split is None:
@@ -863,8 +859,7 @@ def evaluate_models(
                     break
         if seen == 0:
             raise EvaluationError(
-                f"no colour images in {dataset!r}" + (f" split {split!r}" if split else "")
-                + f" ({report.summary()})"
+                f"no colour images in {dataset!r}" + (f" split {split!r}" if split else "") + f" ({report.summary()})"
             )
         n_images = max(n_images, seen)
         real_counts = real_hist.result(normalize=False).numpy()
@@ -957,26 +952,45 @@ def build_parser() -> argparse.ArgumentParser:
             "--dataset imagenet2012 --split gorriz-test --manual-dir /data/manual --out eval/"
         ),
     )
-    p.add_argument("--model", action=_ModelAction, dest="models", metavar="PATH",
-                   help="model to evaluate (repeatable): run dir, <run>/checkpoints/ckpt-N, "
-                   "SavedModel dir or .tflite")
-    p.add_argument("--name", action=_ModelAction, dest="models", metavar="NAME",
-                   help="table row name of the preceding --model (default: its directory/file name)")
-    p.add_argument("--dataset", default="samples",
-                   help="'samples' (embedded photos), a folder/glob of images, or a TFDS name "
-                   "(default: samples)")
-    p.add_argument("--split", default=None,
-                   help="TFDS split; default gorriz-test for imagenet2012, else test")
+    p.add_argument(
+        "--model",
+        action=_ModelAction,
+        dest="models",
+        metavar="PATH",
+        help="model to evaluate (repeatable): run dir, <run>/checkpoints/ckpt-N, SavedModel dir or .tflite",
+    )
+    p.add_argument(
+        "--name",
+        action=_ModelAction,
+        dest="models",
+        metavar="NAME",
+        help="table row name of the preceding --model (default: its directory/file name)",
+    )
+    p.add_argument(
+        "--dataset",
+        default="samples",
+        help="'samples' (embedded photos), a folder/glob of images, or a TFDS name (default: samples)",
+    )
+    p.add_argument("--split", default=None, help="TFDS split; default gorriz-test for imagenet2012, else test")
     p.add_argument("--data-dir", default=None, help="TFDS data directory")
     p.add_argument("--manual-dir", default=None, help="TFDS manual download directory (ImageNet tarballs)")
-    p.add_argument("--image-size", type=int, default=None,
-                   help="evaluation size for all models (default: each model's own size)")
+    p.add_argument(
+        "--image-size", type=int, default=None, help="evaluation size for all models (default: each model's own size)"
+    )
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--perceptual-weights", default="imagenet", metavar="imagenet|none|PATH",
-                   help="VGG19 weights for Lperc: imagenet (download), none (skip Lperc) or a local .h5")
-    p.add_argument("--with-grey-baseline", action=argparse.BooleanOptionalAction, default=True,
-                   help="add the 'L only (grey)' reference row (default: on)")
+    p.add_argument(
+        "--perceptual-weights",
+        default="imagenet",
+        metavar="imagenet|none|PATH",
+        help="VGG19 weights for Lperc: imagenet (download), none (skip Lperc) or a local .h5",
+    )
+    p.add_argument(
+        "--with-grey-baseline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add the 'L only (grey)' reference row (default: on)",
+    )
     p.add_argument("--no-discriminator", action="store_true", help="do not report discriminator accuracy")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise channel (stochastic models)")
     p.add_argument("--out", required=True, help="output directory")
@@ -1051,8 +1065,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         perceptual = load_perceptual(args.perceptual_weights)  # fail before loading models
         loaded = [
-            load_eval_model(m["path"], m["name"], with_discriminator=not args.no_discriminator)
-            for m in args.models
+            load_eval_model(m["path"], m["name"], with_discriminator=not args.no_discriminator) for m in args.models
         ]
         result = evaluate_models(
             loaded,

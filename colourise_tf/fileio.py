@@ -27,9 +27,24 @@ from collections.abc import Iterator
 from typing import IO
 
 __all__ = [
-    "atomic_writer", "atomic_write_bytes", "atomic_write_text", "describe_os_error",
-    "is_remote", "normalize", "local_path_or_uri", "join", "parent", "basename", "makedirs", "exists", "isdir",
-    "read_bytes", "read_text", "remove", "rmtree", "listdir",
+    "atomic_writer",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "describe_os_error",
+    "is_remote",
+    "normalize",
+    "local_path_or_uri",
+    "join",
+    "parent",
+    "basename",
+    "makedirs",
+    "exists",
+    "isdir",
+    "read_bytes",
+    "read_text",
+    "remove",
+    "rmtree",
+    "listdir",
 ]
 
 
@@ -43,9 +58,9 @@ def normalize(path: str | os.PathLike) -> str:
     """``path`` as a string; ``file://`` URIs become the local path they name."""
     path = os.fspath(path)
     if path.startswith("file://"):
-        path = path[len("file://"):]
+        path = path[len("file://") :]
         if path.startswith("localhost/"):  # file://localhost/x names /x too
-            path = path[len("localhost"):]
+            path = path[len("localhost") :]
         return path or "/"
     return path
 

@@ -67,7 +67,7 @@ from typing import Any
 
 import keras
 
-from colourise_tf.layers import ConvBlock, ReflectionPadding2D, resolve_norm
+from colourise_tf.layers import ConvBlock, resolve_norm
 
 __all__ = [
     "unet_generator",
@@ -77,9 +77,7 @@ __all__ = [
 ]
 
 
-def _common(
-    init: str, ibn_ratio: float, bn_momentum: float, norm_epsilon: float, leaky_slope: float
-) -> dict[str, Any]:
+def _common(init: str, ibn_ratio: float, bn_momentum: float, norm_epsilon: float, leaky_slope: float) -> dict[str, Any]:
     return dict(
         init=init, ibn_ratio=ibn_ratio, bn_momentum=bn_momentum, norm_epsilon=norm_epsilon, leaky_slope=leaky_slope
     )
@@ -94,8 +92,15 @@ def _unet_encoder(
         level = i + 1
         block_norm = "none" if (i == 0 and not first_norm) else resolve_norm(norm, level, depth, ibn_levels)
         x = ConvBlock(
-            f, 4, 2, padding="same", norm=block_norm, spectral_norm=spectral_norm,
-            activation="leaky_relu", name=f"enc{level}", **common,
+            f,
+            4,
+            2,
+            padding="same",
+            norm=block_norm,
+            spectral_norm=spectral_norm,
+            activation="leaky_relu",
+            name=f"enc{level}",
+            **common,
         )(x)
         skips.append(x)
     return skips
@@ -117,9 +122,17 @@ def _unet_decoder(
     for j, f in enumerate(reversed(list(filters[:-1]))):
         level = depth - (j + 1)
         x = ConvBlock(
-            f, 4, 2, transpose=True, padding="same", norm=resolve_norm(norm, level, depth, ibn_levels),
-            spectral_norm=spectral_norm, dropout=dropout if j < dropout_blocks else 0.0,
-            activation="relu", name=f"{prefix}{j + 1}", **common,
+            f,
+            4,
+            2,
+            transpose=True,
+            padding="same",
+            norm=resolve_norm(norm, level, depth, ibn_levels),
+            spectral_norm=spectral_norm,
+            dropout=dropout if j < dropout_blocks else 0.0,
+            activation="relu",
+            name=f"{prefix}{j + 1}",
+            **common,
         )(x)
         x = keras.layers.Concatenate(name=f"{prefix}{j + 1}_skip")([x, skips[-(j + 2)]])
     return x
@@ -127,8 +140,17 @@ def _unet_decoder(
 
 def _head(x, channels: int, spectral_norm: bool, common: dict, name: str, activation: str):
     x = ConvBlock(
-        channels, 4, 2, transpose=True, padding="same", norm="none", spectral_norm=spectral_norm,
-        activation=None, use_bias=True, name=f"{name}_conv", **common,
+        channels,
+        4,
+        2,
+        transpose=True,
+        padding="same",
+        norm="none",
+        spectral_norm=spectral_norm,
+        activation=None,
+        use_bias=True,
+        name=f"{name}_conv",
+        **common,
     )(x)
     return keras.layers.Activation(activation, dtype="float32", name=name)(x)
 
@@ -247,34 +269,82 @@ def resnet_generator(
     inputs = keras.Input((None, None, input_channels), name="generator_input")
     stem_norm = resolve_norm(norm, 0, max_level, ibn_levels) if first_norm else "none"
     x = ConvBlock(
-        filters[0], 7, 1, padding=3, pad_mode="reflect", norm=stem_norm, spectral_norm=spectral_norm,
-        activation="relu", name="stem", **common,
+        filters[0],
+        7,
+        1,
+        padding=3,
+        pad_mode="reflect",
+        norm=stem_norm,
+        spectral_norm=spectral_norm,
+        activation="relu",
+        name="stem",
+        **common,
     )(inputs)
     for i, f in enumerate(filters[1:]):
         x = ConvBlock(
-            f, 3, 2, padding=1, norm=resolve_norm(norm, i + 1, max_level, ibn_levels),
-            spectral_norm=spectral_norm, activation="relu", name=f"down{i + 1}", **common,
+            f,
+            3,
+            2,
+            padding=1,
+            norm=resolve_norm(norm, i + 1, max_level, ibn_levels),
+            spectral_norm=spectral_norm,
+            activation="relu",
+            name=f"down{i + 1}",
+            **common,
         )(x)
     res_norm = resolve_norm(norm, max_level, max_level, ibn_levels)
     for b in range(blocks):
         y = ConvBlock(
-            filters[-1], 3, 1, padding=1, pad_mode="reflect", norm=res_norm, spectral_norm=spectral_norm,
-            activation="relu", name=f"res{b + 1}_a", **common,
+            filters[-1],
+            3,
+            1,
+            padding=1,
+            pad_mode="reflect",
+            norm=res_norm,
+            spectral_norm=spectral_norm,
+            activation="relu",
+            name=f"res{b + 1}_a",
+            **common,
         )(x)
         y = ConvBlock(
-            filters[-1], 3, 1, padding=1, pad_mode="reflect", norm=res_norm, spectral_norm=spectral_norm,
-            activation=None, name=f"res{b + 1}_b", **common,
+            filters[-1],
+            3,
+            1,
+            padding=1,
+            pad_mode="reflect",
+            norm=res_norm,
+            spectral_norm=spectral_norm,
+            activation=None,
+            name=f"res{b + 1}_b",
+            **common,
         )(y)
         x = keras.layers.Add(name=f"res{b + 1}_add")([x, y])
     for i, f in enumerate(reversed(list(filters[:-1]))):
         level = max_level - (i + 1)
         x = ConvBlock(
-            f, 3, 2, transpose=True, padding="same", norm=resolve_norm(norm, level, max_level, ibn_levels),
-            spectral_norm=spectral_norm, activation="relu", name=f"up{i + 1}", **common,
+            f,
+            3,
+            2,
+            transpose=True,
+            padding="same",
+            norm=resolve_norm(norm, level, max_level, ibn_levels),
+            spectral_norm=spectral_norm,
+            activation="relu",
+            name=f"up{i + 1}",
+            **common,
         )(x)
     x = ConvBlock(
-        out_channels, 7, 1, padding=3, pad_mode="reflect", norm="none", spectral_norm=spectral_norm,
-        activation=None, use_bias=True, name="chroma_conv", **common,
+        out_channels,
+        7,
+        1,
+        padding=3,
+        pad_mode="reflect",
+        norm="none",
+        spectral_norm=spectral_norm,
+        activation=None,
+        use_bias=True,
+        name="chroma_conv",
+        **common,
     )(x)
     outputs = keras.layers.Activation("tanh", dtype="float32", name="chroma")(x)
     return keras.Model(inputs, outputs, name=name)
@@ -318,8 +388,16 @@ def dcgan_generator(
 
     def block(x, f, k, s, level, name, transpose=False, block_norm=None):
         return ConvBlock(
-            f, k, s, transpose=transpose, padding="same", norm=n(level) if block_norm is None else block_norm,
-            spectral_norm=spectral_norm, activation="relu", name=name, **common,
+            f,
+            k,
+            s,
+            transpose=transpose,
+            padding="same",
+            norm=n(level) if block_norm is None else block_norm,
+            spectral_norm=spectral_norm,
+            activation="relu",
+            name=name,
+            **common,
         )(x)
 
     inputs = keras.Input((None, None, input_channels), name="generator_input")
@@ -332,8 +410,17 @@ def dcgan_generator(
     x = block(x, w3, 4, 2, 2, "layer5", transpose=True)
     x = block(x, w2, 4, 2, 1, "layer6", transpose=True)
     x = ConvBlock(
-        out_channels, 4, 2, transpose=True, padding="same", norm="none", spectral_norm=spectral_norm,
-        activation=None, use_bias=True, name="layer7", **common,
+        out_channels,
+        4,
+        2,
+        transpose=True,
+        padding="same",
+        norm="none",
+        spectral_norm=spectral_norm,
+        activation=None,
+        use_bias=True,
+        name="layer7",
+        **common,
     )(x)
     if not advanced:
         outputs = keras.layers.Activation("tanh", dtype="float32", name="chroma")(x)
@@ -341,8 +428,16 @@ def dcgan_generator(
     x = keras.layers.Activation("tanh", dtype="float32", name="cnn_chroma")(x)
     x = keras.layers.Concatenate(name="concat_input")([inputs, x])
     x = ConvBlock(
-        out_channels, 3, 1, padding="same", norm="none", spectral_norm=spectral_norm, activation=None,
-        use_bias=True, name="refine", **common,
+        out_channels,
+        3,
+        1,
+        padding="same",
+        norm="none",
+        spectral_norm=spectral_norm,
+        activation=None,
+        use_bias=True,
+        name="refine",
+        **common,
     )(x)
     outputs = keras.layers.Activation("tanh", dtype="float32", name="chroma")(x)
     return keras.Model(inputs, outputs, name=name)

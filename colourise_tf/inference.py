@@ -14,8 +14,8 @@ serve the Keras path, the SavedModel signatures (TF Serving) and the CLI.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import tensorflow as tf
 
@@ -43,7 +43,7 @@ class ModelSpec:
     n_classes: int = 0
 
     @classmethod
-    def from_model_config(cls, model_cfg) -> "ModelSpec":
+    def from_model_config(cls, model_cfg) -> ModelSpec:
         """Builds a spec from :class:`colourise_tf.config.ModelConfig`."""
         return cls(
             image_size=int(model_cfg.image_size),
@@ -196,7 +196,13 @@ def colourise_rgb(
     """
     grey = grey_of(rgb, spec.colour_space)
     chroma = colourise_grey(
-        grey, chroma_fn, spec, saturation=saturation, mask_full=mask_full, hints_full=hints_full, seed=seed,
+        grey,
+        chroma_fn,
+        spec,
+        saturation=saturation,
+        mask_full=mask_full,
+        hints_full=hints_full,
+        seed=seed,
         full_mask=full_mask,
     )
     return colour.model_to_rgb(grey, chroma, spec.colour_space)

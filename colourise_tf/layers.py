@@ -314,17 +314,20 @@ def conv_forward(layer, x, kernel, explicit_padding: int | None = None, training
     if isinstance(layer, keras.layers.Conv2DTranspose):
         if not _plain(layer):
             return ops.conv_transpose(
-                x, kernel, strides=list(layer.strides), padding=layer.padding, output_padding=layer.output_padding,
-                dilation_rate=layer.dilation_rate, data_format=layer.data_format,
+                x,
+                kernel,
+                strides=list(layer.strides),
+                padding=layer.padding,
+                output_padding=layer.output_padding,
+                dilation_rate=layer.dilation_rate,
+                data_format=layer.data_format,
             )
         return kernels.conv2d_transpose(x, kernel, layer.strides, layer.padding, training=training)
     if not _plain(layer):
         if explicit_padding is not None:
             raise ValueError("explicit padding supports channels_last, undilated, ungrouped Conv2D only")
         return layer.convolution_op(x, kernel)
-    return kernels.conv2d(
-        x, kernel, layer.strides, layer.padding, explicit_padding=explicit_padding, training=training
-    )
+    return kernels.conv2d(x, kernel, layer.strides, layer.padding, explicit_padding=explicit_padding, training=training)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -365,14 +368,10 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         gamma = tf.cast(self.gamma, tf.float32)
         beta = tf.cast(self.beta, tf.float32)
         if training and self.trainable:
-            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-                x, gamma, beta, epsilon=self.epsilon, is_training=True
-            )
+            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, epsilon=self.epsilon, is_training=True)
             m = self.momentum
             self.moving_mean.assign(tf.cast(self.moving_mean, tf.float32) * m + mean * (1.0 - m))
-            self.moving_variance.assign(
-                tf.cast(self.moving_variance, tf.float32) * m + variance * (1.0 - m)
-            )
+            self.moving_variance.assign(tf.cast(self.moving_variance, tf.float32) * m + variance * (1.0 - m))
         else:
             y, _, _ = tf.compat.v1.nn.fused_batch_norm(
                 x,
@@ -497,8 +496,13 @@ class InstanceNormalization(keras.layers.GroupNormalization):
     def call(self, inputs, mask=None, training=None):
         channels = inputs.shape[-1]
         fast = (
-            mask is None and self.groups in (-1, channels) and len(inputs.shape) == 4
-            and self.axis in (-1, 3) and self.scale and self.center and None not in inputs.shape[1:]
+            mask is None
+            and self.groups in (-1, channels)
+            and len(inputs.shape) == 4
+            and self.axis in (-1, 3)
+            and self.scale
+            and self.center
+            and None not in inputs.shape[1:]
         )
         if not fast:
             return super().call(inputs, mask=mask)
@@ -577,8 +581,14 @@ class IBNorm(keras.layers.Layer):
             bn.moving_variance.assign(tf.cast(bn.moving_variance, tf.float32) * m + unbiased * (1.0 - m))
         else:
             y = instance_batch_norm_inference(
-                inputs, gamma, beta, k, inn.epsilon, bn_eps,
-                tf.cast(bn.moving_mean, tf.float32), tf.cast(bn.moving_variance, tf.float32),
+                inputs,
+                gamma,
+                beta,
+                k,
+                inn.epsilon,
+                bn_eps,
+                tf.cast(bn.moving_mean, tf.float32),
+                tf.cast(bn.moving_variance, tf.float32),
             )
         return tf.cast(y, self.compute_dtype)
 

@@ -35,7 +35,6 @@ References
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Union
 
 import keras
 import tensorflow as tf
@@ -62,7 +61,7 @@ __all__ = [
 ]
 
 #: A discriminator output: one map ``[B, ...]`` or a list of maps (one per scale).
-Logits = Union[tf.Tensor, Sequence[tf.Tensor]]
+Logits = tf.Tensor | Sequence[tf.Tensor]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -101,16 +100,12 @@ def _reduce_map(per_element: tf.Tensor, global_batch_size: int | None) -> tf.Ten
     return _reduce_batch(_per_example_mean(per_element), global_batch_size)
 
 
-def _sum_over_scales(
-    fn: Callable[..., tf.Tensor], global_batch_size: int | None, *maps: Logits
-) -> tf.Tensor:
+def _sum_over_scales(fn: Callable[..., tf.Tensor], global_batch_size: int | None, *maps: Logits) -> tf.Tensor:
     """Applies ``fn`` (element-wise loss of one or two maps) per scale, reduces, sums."""
     lists = [_as_list(m)[0] for m in maps]
     n = len(lists[0])
     if any(len(lst) != n for lst in lists):
-        raise ValueError(
-            f"real and fake outputs have different numbers of scales: {[len(lst) for lst in lists]}"
-        )
+        raise ValueError(f"real and fake outputs have different numbers of scales: {[len(lst) for lst in lists]}")
     total = tf.constant(0.0, tf.float32)
     for scale_maps in zip(*lists):
         total += fn(*scale_maps, global_batch_size=global_batch_size)
@@ -120,9 +115,7 @@ def _sum_over_scales(
 # ----------------------------------------------------------------------- adversarial
 
 
-def non_saturating_generator_loss(
-    fake_logits: Logits, global_batch_size: int | None = None
-) -> tf.Tensor:
+def non_saturating_generator_loss(fake_logits: Logits, global_batch_size: int | None = None) -> tf.Tensor:
     """Non-saturating generator loss on logits ``l = D(x, G(x))`` before the sigmoid.
 
     ``L_G = E[-log sigmoid(l)] = E[softplus(-l)]``, i.e. the first term of Górriz et al. 2019
@@ -173,9 +166,7 @@ def non_saturating_discriminator_loss(
     return _sum_over_scales(one, global_batch_size, real_logits, fake_logits)
 
 
-def least_squares_generator_loss(
-    fake_logits: Logits, global_batch_size: int | None = None
-) -> tf.Tensor:
+def least_squares_generator_loss(fake_logits: Logits, global_batch_size: int | None = None) -> tf.Tensor:
     """LSGAN generator loss on the raw discriminator output (Mao et al., 2017).
 
     ``L_G = 0.5 * E[(D(G(x)) - 1)^2]`` -- Mao et al.'s eq. 2 with the 0-1 coding
@@ -216,8 +207,7 @@ def least_squares_discriminator_loss(
 
     def one(real: tf.Tensor, fake: tf.Tensor, global_batch_size: int | None) -> tf.Tensor:
         return 0.5 * (
-            _reduce_map(tf.square(real - 1.0), global_batch_size)
-            + _reduce_map(tf.square(fake), global_batch_size)
+            _reduce_map(tf.square(real - 1.0), global_batch_size) + _reduce_map(tf.square(fake), global_batch_size)
         )
 
     return _sum_over_scales(one, global_batch_size, real_logits, fake_logits)
@@ -287,9 +277,7 @@ def get_adversarial_losses(
     try:
         return ADVERSARIAL_LOSSES[name]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown adversarial loss {name!r}; expected one of {sorted(ADVERSARIAL_LOSSES)}"
-        ) from None
+        raise ValueError(f"unknown adversarial loss {name!r}; expected one of {sorted(ADVERSARIAL_LOSSES)}") from None
 
 
 # -------------------------------------------------------------------- reconstruction
@@ -416,9 +404,7 @@ def build_frozen_backbone(
         ValueError: unknown backbone or layer name.
     """
     if backbone not in FEATURE_BACKBONES:
-        raise ValueError(
-            f"unknown backbone {backbone!r}; expected one of {sorted(FEATURE_BACKBONES)}"
-        )
+        raise ValueError(f"unknown backbone {backbone!r}; expected one of {sorted(FEATURE_BACKBONES)}")
     constructor = FEATURE_BACKBONES[backbone][0]
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("float32")
@@ -470,9 +456,7 @@ class FeatureReconstructionLoss:
         weights: str | None = "imagenet",
     ) -> None:
         if backbone not in FEATURE_BACKBONES:
-            raise ValueError(
-                f"unknown backbone {backbone!r}; expected one of {sorted(FEATURE_BACKBONES)}"
-            )
+            raise ValueError(f"unknown backbone {backbone!r}; expected one of {sorted(FEATURE_BACKBONES)}")
         self.backbone = backbone
         self.layer = layer or FEATURE_BACKBONES[backbone][2]
         self.weights = weights
@@ -503,9 +487,7 @@ class FeatureReconstructionLoss:
         """
         # One backbone pass over both halves: half the kernel launches.
         batch = tf.shape(y_true)[0]
-        both = self.features(
-            tf.concat([tf.cast(y_true, tf.float32), tf.cast(y_pred, tf.float32)], axis=0)
-        )
+        both = self.features(tf.concat([tf.cast(y_true, tf.float32), tf.cast(y_pred, tf.float32)], axis=0))
         diff = tf.square(both[batch:] - both[:batch])
         return _reduce_map(diff, global_batch_size)
 
@@ -583,9 +565,7 @@ def _class_chroma(pred: tf.Tensor, n_classes: int) -> tf.Tensor:
     """``[B, H, W, 2K]`` ordered ``[a_0, b_0, a_1, b_1, ...]`` -> ``[B, H, W, K, 2]``."""
     pred = tf.cast(pred, tf.float32)
     if pred.shape[-1] is not None and pred.shape[-1] != 2 * n_classes:
-        raise ValueError(
-            f"expected 2 * n_classes = {2 * n_classes} chroma channels, got {pred.shape[-1]}"
-        )
+        raise ValueError(f"expected 2 * n_classes = {2 * n_classes} chroma channels, got {pred.shape[-1]}")
     shape = tf.shape(pred)
     return tf.reshape(pred, tf.concat([shape[:-1], [n_classes, 2]], axis=0))
 
@@ -638,9 +618,7 @@ def segmentation_l1_loss(
     count = tf.reduce_sum(onehot, axis=[1, 2])  # [B, K]
     class_loss = tf.math.divide_no_nan(err_sum, 2.0 * count)
     present = tf.cast(count > 0, tf.float32)
-    per_image = tf.math.divide_no_nan(
-        tf.reduce_sum(class_loss * present, axis=-1), tf.reduce_sum(present, axis=-1)
-    )
+    per_image = tf.math.divide_no_nan(tf.reduce_sum(class_loss * present, axis=-1), tf.reduce_sum(present, axis=-1))
     return _reduce_batch(per_image, global_batch_size)
 
 

@@ -102,9 +102,7 @@ def _coin(seed: tf.Tensor, shape=()) -> tf.Tensor:
 
 def _randint(seed: tf.Tensor, low, high) -> tf.Tensor:
     """A scalar int32 uniform in ``[low, high)`` (``high`` may be a tensor)."""
-    return tf.random.stateless_uniform(
-        [], seed, minval=low, maxval=high, dtype=tf.int32, alg=_ALG
-    )
+    return tf.random.stateless_uniform([], seed, minval=low, maxval=high, dtype=tf.int32, alg=_ALG)
 
 
 def _half(s: int, seed: tf.Tensor) -> tf.Tensor:
@@ -160,9 +158,7 @@ def _random_blobs(s: int, seed: tf.Tensor) -> tf.Tensor:
     seeds = _split(seed, 4)
     count = _randint(seeds[0], 1, _MAX_BLOBS + 1)
     active = tf.range(_MAX_BLOBS) < count  # [K]
-    centres = tf.random.stateless_uniform(
-        [_MAX_BLOBS, 2], seeds[1], minval=0.0, maxval=float(s), alg=_ALG
-    )
+    centres = tf.random.stateless_uniform([_MAX_BLOBS, 2], seeds[1], minval=0.0, maxval=float(s), alg=_ALG)
     lo, hi = max(1.0, s / 10.0), max(1.0, s / 3.0)
     radii = tf.random.stateless_uniform([_MAX_BLOBS, 2], seeds[2], minval=lo, maxval=hi, alg=_ALG)
     ellipse = _coin(seeds[3], [_MAX_BLOBS])  # [K]
@@ -259,15 +255,11 @@ def make_mask(kind: str | int | tf.Tensor, size: int, seed) -> tf.Tensor:
         raise TypeError(f"kind must be a str or an integer scalar, got {kind!r}")
     static = tf.get_static_value(index)
     if static is not None and not 0 <= int(static) < len(MASK_KINDS):
-        raise ValueError(
-            f"unknown mask kind index {int(static)}; expected 0..{len(MASK_KINDS) - 1}"
-        )
+        raise ValueError(f"unknown mask kind index {int(static)}; expected 0..{len(MASK_KINDS) - 1}")
     return _switch(tf.cast(index, tf.int32), MASK_KINDS, s, seed)
 
 
-def random_mask(
-    size: int, seed, kinds: Sequence[str] = MASK_KINDS
-) -> tuple[tf.Tensor, tf.Tensor]:
+def random_mask(size: int, seed, kinds: Sequence[str] = MASK_KINDS) -> tuple[tf.Tensor, tf.Tensor]:
     """Draws a mask of a random kind.
 
     With ``seed64`` the seed cast to int64 and ``sub(n)`` the int64 sub-seed
@@ -299,7 +291,5 @@ def random_mask(
     mask_seed = _fold_in(seed, 1)
     local = _randint(kind_seed, 0, len(kinds))
     mask = _switch(local, kinds, s, mask_seed)
-    global_index = tf.gather(
-        tf.constant([MASK_KINDS.index(k) for k in kinds], tf.int32), local
-    )
+    global_index = tf.gather(tf.constant([MASK_KINDS.index(k) for k in kinds], tf.int32), local)
     return global_index, mask

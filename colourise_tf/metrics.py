@@ -67,9 +67,7 @@ def psnr(rgb_true: tf.Tensor, rgb_pred: tf.Tensor, max_val: float = 1.0) -> tf.T
     Returns:
         float32 ``[B]`` in dB.
     """
-    return tf.image.psnr(
-        tf.cast(rgb_true, tf.float32), tf.cast(rgb_pred, tf.float32), max_val=max_val
-    )
+    return tf.image.psnr(tf.cast(rgb_true, tf.float32), tf.cast(rgb_pred, tf.float32), max_val=max_val)
 
 
 def ssim(rgb_true: tf.Tensor, rgb_pred: tf.Tensor, max_val: float = 1.0) -> tf.Tensor:
@@ -181,9 +179,7 @@ class PerceptualDistance:
         layers: VGG19 layer names; default :data:`PERCEPTUAL_LAYERS`.
     """
 
-    def __init__(
-        self, weights: str | None = "imagenet", layers: Sequence[str] = PERCEPTUAL_LAYERS
-    ) -> None:
+    def __init__(self, weights: str | None = "imagenet", layers: Sequence[str] = PERCEPTUAL_LAYERS) -> None:
         self.weights = weights
         self.layers = tuple(layers)
         self._preprocess = FEATURE_BACKBONES["vgg19"][1]
@@ -198,9 +194,7 @@ class PerceptualDistance:
     def __call__(self, rgb_true: tf.Tensor, rgb_pred: tf.Tensor) -> tf.Tensor:
         """Returns float32 ``[B]``: ``Lperc`` of each image pair (real, generated)."""
         batch = tf.shape(rgb_true)[0]
-        both = self.features(
-            tf.concat([tf.cast(rgb_true, tf.float32), tf.cast(rgb_pred, tf.float32)], 0)
-        )
+        both = self.features(tf.concat([tf.cast(rgb_true, tf.float32), tf.cast(rgb_pred, tf.float32)], 0))
         terms = [_mean_per_image(tf.abs(f[:batch] - f[batch:])) for f in both]
         return tf.add_n(terms) / float(len(terms))
 
@@ -239,9 +233,7 @@ class AbHistogram:
             raise ValueError(f"invalid histogram: bins={bins}, value_range={value_range}")
         self.bins = int(bins)
         self.value_range = (float(value_range[0]), float(value_range[1]))
-        self.counts = tf.Variable(
-            tf.zeros([2, self.bins], tf.int64), trainable=False, name="ab_histogram"
-        )
+        self.counts = tf.Variable(tf.zeros([2, self.bins], tf.int64), trainable=False, name="ab_histogram")
 
     @property
     def bin_edges(self) -> np.ndarray:
@@ -258,9 +250,7 @@ class AbHistogram:
         ab = _ab(lab_or_ab)
         value_range = tf.constant(self.value_range, tf.float32)
         hists = [
-            tf.histogram_fixed_width(
-                tf.reshape(ab[..., c], [-1]), value_range, nbins=self.bins, dtype=tf.int32
-            )
+            tf.histogram_fixed_width(tf.reshape(ab[..., c], [-1]), value_range, nbins=self.bins, dtype=tf.int32)
             for c in range(2)
         ]
         self.counts.assign_add(tf.cast(tf.stack(hists), tf.int64))
@@ -353,9 +343,7 @@ def js_divergence(p: tf.Tensor, q: tf.Tensor, eps: float = 1e-10) -> tf.Tensor:
     return 0.5 * kl(p_s) + 0.5 * kl(q_s)
 
 
-def histogram_divergences(
-    real_hist: tf.Tensor, fake_hist: tf.Tensor, eps: float = 1e-10
-) -> dict[str, float]:
+def histogram_divergences(real_hist: tf.Tensor, fake_hist: tf.Tensor, eps: float = 1e-10) -> dict[str, float]:
     """Tarrés 2021 Table 2/3 columns from two ``[2, bins]`` histograms.
 
     Returns:

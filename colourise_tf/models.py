@@ -81,13 +81,23 @@ def build_generator(model_cfg: ModelConfig) -> keras.Model:
     filters = tuple(int(f) for f in m.gen_filters)
     if m.generator in ("unet", "unet-seg-shared"):
         return G.unet_generator(
-            c_in, generator_output_channels(m), filters, first_norm=m.gen_first_norm,
-            dropout=m.gen_dropout, dropout_blocks=m.gen_dropout_blocks, **kw,
+            c_in,
+            generator_output_channels(m),
+            filters,
+            first_norm=m.gen_first_norm,
+            dropout=m.gen_dropout,
+            dropout_blocks=m.gen_dropout_blocks,
+            **kw,
         )
     if m.generator == "unet-seg-separate":
         return G.unet_seg_separate_generator(
-            c_in, m.n_classes, filters, first_norm=m.gen_first_norm,
-            dropout=m.gen_dropout, dropout_blocks=m.gen_dropout_blocks, **kw,
+            c_in,
+            m.n_classes,
+            filters,
+            first_norm=m.gen_first_norm,
+            dropout=m.gen_dropout,
+            dropout_blocks=m.gen_dropout_blocks,
+            **kw,
         )
     if m.generator == "resnet":
         return G.resnet_generator(c_in, 2, filters, blocks=m.resnet_blocks, first_norm=m.gen_first_norm, **kw)
@@ -109,13 +119,13 @@ def build_discriminator(model_cfg: ModelConfig) -> keras.Model | None:
     if m.discriminator == "patchgan":
 
         def make(s: int) -> keras.Model:
-            return D.patchgan_discriminator(c_d, filters, tanh_head=m.disc_tanh_head, name=f"patchgan_x{2 ** s}", **kw)
+            return D.patchgan_discriminator(c_d, filters, tanh_head=m.disc_tanh_head, name=f"patchgan_x{2**s}", **kw)
 
         shape = (None, None, c_d)
     elif m.discriminator == "pixelgan":
 
         def make(s: int) -> keras.Model:
-            return D.pixelgan_discriminator(c_d, filters, tanh_head=m.disc_tanh_head, name=f"pixelgan_x{2 ** s}", **kw)
+            return D.pixelgan_discriminator(c_d, filters, tanh_head=m.disc_tanh_head, name=f"pixelgan_x{2**s}", **kw)
 
         shape = (None, None, c_d)
     elif m.discriminator == "dcgan":
@@ -186,8 +196,6 @@ def build_models(cfg: ExperimentConfig) -> tuple[keras.Model, keras.Model | None
     return build_generator(cfg.model), build_discriminator(cfg.model)
 
 
-def build_preset(
-    name: str, overrides: Sequence[str] = ()
-) -> tuple[keras.Model, keras.Model | None]:
+def build_preset(name: str, overrides: Sequence[str] = ()) -> tuple[keras.Model, keras.Model | None]:
     """``build_models(apply_overrides(get_preset(name), overrides))`` in one call."""
     return build_models(apply_overrides(get_preset(name), overrides))

@@ -113,7 +113,7 @@ class _UriPath(os.PathLike):
     def __hash__(self) -> int:
         return hash(self._uri)
 
-    def __truediv__(self, part: str) -> "_UriPath":
+    def __truediv__(self, part: str) -> _UriPath:
         return _UriPath(fileio.join(self._uri, *os.fspath(part).split(os.sep)))
 
     @property
@@ -125,7 +125,7 @@ class _UriPath(os.PathLike):
         return self._rest.rpartition("/")[2]
 
     @property
-    def parent(self) -> "_UriPath":
+    def parent(self) -> _UriPath:
         scheme, _, rest = self._uri.partition("://")
         return _UriPath(f"{scheme}://{rest.rpartition('/')[0]}") if "/" in rest else self
 
@@ -140,13 +140,13 @@ class _UriPath(os.PathLike):
         suffix = self.suffix
         return self.name[: -len(suffix)] if suffix else self.name
 
-    def with_name(self, name: str) -> "_UriPath":
+    def with_name(self, name: str) -> _UriPath:
         return self.parent / name
 
-    def with_suffix(self, suffix: str) -> "_UriPath":
+    def with_suffix(self, suffix: str) -> _UriPath:
         return self.with_name(self.stem + suffix)
 
-    def resolve(self) -> "_UriPath":
+    def resolve(self) -> _UriPath:
         return self
 
     def exists(self) -> bool:
@@ -158,7 +158,7 @@ class _UriPath(os.PathLike):
     def is_file(self) -> bool:
         return fileio.exists(self._uri) and not fileio.isdir(self._uri)
 
-    def iterdir(self) -> Iterator["_UriPath"]:
+    def iterdir(self) -> Iterator[_UriPath]:
         return (self / name for name in fileio.listdir(self._uri))
 
 
@@ -435,7 +435,7 @@ class KerasPredictor(Predictor):
         super().__init__(spec, source, stochastic=spec.noise_channel or bool(self._dropouts), cfg=cfg)
 
     @classmethod
-    def from_run(cls, path: str | os.PathLike) -> "KerasPredictor":
+    def from_run(cls, path: str | os.PathLike) -> KerasPredictor:
         """Loads a run directory or checkpoint prefix with :func:`colourise_tf.runs.load_run`."""
         from .runs import load_run
 
@@ -683,12 +683,19 @@ class TFLitePredictor(Predictor):
         side = self.sidecar or {}
         n_classes = int(side.get("n_classes", 0) or 0)
         self._in = _pick_detail(
-            self._interp.get_input_details(), side.get("input_name"), "input", source,
+            self._interp.get_input_details(),
+            side.get("input_name"),
+            "input",
+            source,
             _signature_indices(self._interp, "input"),
         )
         self._out = _pick_detail(
-            self._interp.get_output_details(), side.get("output_name"), "output", source,
-            _signature_indices(self._interp, "output"), prefer_channels=(2,),
+            self._interp.get_output_details(),
+            side.get("output_name"),
+            "output",
+            source,
+            _signature_indices(self._interp, "output"),
+            prefer_channels=(2,),
         )
         signature = [int(v) for v in self._in.get("shape_signature", self._in["shape"])]
         self._mask_only = bool(side.get("mask_target") == "partial")
@@ -696,7 +703,8 @@ class TFLitePredictor(Predictor):
             logger.warning(
                 "%s: the sidecar %s predates mask_target; assuming the model was trained with "
                 "hints (loss.mask_target=hints). Re-export it if it colours inside its mask only.",
-                source, self.sidecar_path,
+                source,
+                self.sidecar_path,
             )
         if self.sidecar is not None:
             spec = inference.ModelSpec(

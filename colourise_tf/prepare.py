@@ -112,8 +112,15 @@ def prepare_shards(
         raise ValueError("gorriz-test is an evaluation split read in TFDS order; prepare gorriz-train or a TFDS split")
     report = data_lib.PipelineReport()
     src = data_lib._make_source(
-        source, split=split, training=False, data_dir=data_dir, manual_dir=manual_dir,
-        segmentation_key=None, report=report, shuffle_buffer=1, min_side=short_side,
+        source,
+        split=split,
+        training=False,
+        data_dir=data_dir,
+        manual_dir=manual_dir,
+        segmentation_key=None,
+        report=report,
+        shuffle_buffer=1,
+        min_side=short_side,
     )
     records = src.records(repeat=False, shuffle=False, seed=0)
     count = int(records.cardinality())
@@ -124,8 +131,15 @@ def prepare_shards(
     num_shards = num_shards or max(1, math.ceil(count / EXAMPLES_PER_SHARD))
     if num_shards < 1 or num_shards > count:
         raise ValueError(f"num_shards must be in 1..{count} (the source's images), got {num_shards}")
-    params = {"source": str(source), "split": split, "short_side": short_side, "encoding": encoding, "quality": quality,
-              "num_shards": num_shards, "records": count}
+    params = {
+        "source": str(source),
+        "split": split,
+        "short_side": short_side,
+        "encoding": encoding,
+        "quality": quality,
+        "num_shards": num_shards,
+        "records": count,
+    }
     fileio.makedirs(out_dir)
     for stale in fileio.listdir(out_dir):  # pieces of shards an earlier, killed run was writing
         if ".tfrecord.tmp-" in stale:
@@ -185,10 +199,17 @@ def prepare_shards(
     # A shard whose whole range was grey or unreadable holds nothing: leave it out (an
     # input pipeline given only empty files would wait forever for an image).
     kept = [(f, n) for f, n in zip(files, examples) if n]
-    info = shards_lib.write_info(out_dir, dict(
-        params, files=[f for f, _ in kept], examples=[n for _, n in kept], num_examples=total,
-        grey_left_out=grey, skipped=[list(x) for x in report.skipped],
-    ))
+    info = shards_lib.write_info(
+        out_dir,
+        dict(
+            params,
+            files=[f for f, _ in kept],
+            examples=[n for _, n in kept],
+            num_examples=total,
+            grey_left_out=grey,
+            skipped=[list(x) for x in report.skipped],
+        ),
+    )
     for f, n in zip(files, examples):  # the sidecars only served an interrupted run
         fileio.remove(_sidecar(fileio.join(out_dir, f)))
         if n == 0:
@@ -207,12 +228,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="new output folder (local path or gs://..., any tf.io.gfile path)")
     p.add_argument("--split", default="train", help="TFDS split, or gorriz-train (default: train)")
     p.add_argument("--image-size", type=int, default=256, help="training crop the shards are for (default 256)")
-    p.add_argument("--short-side", type=int, default=None,
-                   help="shorter side of the stored images (default: round(1.15 * image size))")
-    p.add_argument("--shards", type=int, default=None, help=f"number of shard files (default: one per {EXAMPLES_PER_SHARD} images)")
+    p.add_argument(
+        "--short-side",
+        type=int,
+        default=None,
+        help="shorter side of the stored images (default: round(1.15 * image size))",
+    )
+    p.add_argument(
+        "--shards", type=int, default=None, help=f"number of shard files (default: one per {EXAMPLES_PER_SHARD} images)"
+    )
     p.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95, 4:4:4 chroma)")
-    p.add_argument("--encoding", choices=shards_lib.ENCODINGS, default="jpeg",
-                   help="jpeg (default; small) or raw pixels (about 4x larger, nothing to decode when training)")
+    p.add_argument(
+        "--encoding",
+        choices=shards_lib.ENCODINGS,
+        default="jpeg",
+        help="jpeg (default; small) or raw pixels (about 4x larger, nothing to decode when training)",
+    )
     p.add_argument("--data-dir", default=None, help="TFDS data directory")
     p.add_argument("--manual-dir", default=None, help="TFDS manual download directory (ImageNet tarballs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -227,8 +258,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     short = default_short_side(args.image_size) if args.short_side is None else args.short_side
     try:
         info = prepare_shards(
-            args.source, args.out, split=args.split, short_side=short, num_shards=args.shards,
-            quality=args.quality, encoding=args.encoding, data_dir=args.data_dir, manual_dir=args.manual_dir,
+            args.source,
+            args.out,
+            split=args.split,
+            short_side=short,
+            num_shards=args.shards,
+            quality=args.quality,
+            encoding=args.encoding,
+            data_dir=args.data_dir,
+            manual_dir=args.manual_dir,
             progress=not args.no_progress,
         )
     except (FileNotFoundError, FileExistsError, ValueError, data_lib.DatasetUnavailableError) as err:

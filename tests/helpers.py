@@ -114,8 +114,10 @@ def cpu_kernel_ops(graph) -> list[str]:
         in_scope = f"{CPU_KERNEL_SCOPE}/" in op.name or op.name.startswith(CPU_KERNEL_SCOPE)
         in_network = "generator" in op.name or "discriminator" in op.name
         custom = (
-            op.type == "IdentityN" and "_gradient_op_type" in op.node_def.attr
-            and in_network and "norm" not in op.name.lower()
+            op.type == "IdentityN"
+            and "_gradient_op_type" in op.node_def.attr
+            and in_network
+            and "norm" not in op.name.lower()
         )
         if in_scope or custom:
             found.append(op.name)

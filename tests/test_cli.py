@@ -18,10 +18,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from colourise_tf.cli import colourise as cli
 from colourise_tf import colour
-from colourise_tf.config import apply_overrides, get_preset, save_config
-from colourise_tf.models import build_generator
+from colourise_tf.cli import colourise as cli
+from colourise_tf.config import apply_overrides, get_preset
 
 S = 32
 
@@ -427,7 +426,6 @@ def test_hints_are_refused_for_a_partial_target_model(tmp_path):
 
     from colourise_tf import inference
     from colourise_tf.cli import colourise as cli
-    from colourise_tf.config import apply_overrides, get_preset
 
     cfg = apply_overrides(get_preset("partial-mask"), ["loss.mask_target=partial"])
     predictor = types.SimpleNamespace(

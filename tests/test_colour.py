@@ -29,9 +29,7 @@ def test_lab_to_rgb_matches_skimage():
     ref = skcolor.lab2rgb(lab)
     np.testing.assert_allclose(ours, ref, atol=0.01)
     # Arbitrary (partly out-of-gamut) Lab values: both clip to [0, 1] the same way.
-    lab_any = np.stack(
-        [RNG.uniform(0, 100, 500), RNG.uniform(-110, 110, 500), RNG.uniform(-110, 110, 500)], -1
-    )
+    lab_any = np.stack([RNG.uniform(0, 100, 500), RNG.uniform(-110, 110, 500), RNG.uniform(-110, 110, 500)], -1)
     ours = colour.lab_to_rgb(lab_any.astype(np.float32)).numpy()
     with np.errstate(all="ignore"):
         import warnings

@@ -105,7 +105,10 @@ def test_special_presets():
     assert pm.model.mask_channel and pm.loss.mask_weight > 0
     rp = C.get_preset("resnet-patchgan").model
     assert (rp.generator, rp.gen_init, rp.disc_spectral_norm, rp.disc_tanh_head) == (
-        "resnet", "glorot_uniform", True, True
+        "resnet",
+        "glorot_uniform",
+        True,
+        True,
     )
     assert C.get_preset("unet-pixelgan-sn").model.disc_spectral_norm
     assert C.get_preset("unet-pixelgan-bn").model.disc_norm == "batch"

@@ -68,27 +68,19 @@ def test_decode_every_mode(tmp_path):
         "LA",
         [
             Image.new("L", (w, h), 60),
-            Image.fromarray(
-                np.where(np.arange(w)[None, :] < w // 2, 255, 0).astype(np.uint8).repeat(h, 0)
-            ),
+            Image.fromarray(np.where(np.arange(w)[None, :] < w // 2, 255, 0).astype(np.uint8).repeat(h, 0)),
         ],
     )
     la_out = data.decode_image_file(_save(la, tmp_path / "la.png"))
     assert np.all(la_out[:, : w // 2] == 60) and np.all(la_out[:, w // 2 :] == 255)
-    rgba = data.decode_image_file(
-        _save(Image.new("RGBA", (w, h), (200, 50, 10, 128)), tmp_path / "rgba.png")
-    )
+    rgba = data.decode_image_file(_save(Image.new("RGBA", (w, h), (200, 50, 10, 128)), tmp_path / "rgba.png"))
     expected = [(c * 128 + 255 * 127 + 127) // 255 for c in (200, 50, 10)]
     assert np.all(rgba == np.array(expected, np.uint8))
 
     pal = Image.fromarray(_left_right(h, w)).convert("P", palette=Image.Palette.ADAPTIVE, colors=4)
-    np.testing.assert_array_equal(
-        data.decode_image_file(_save(pal, tmp_path / "p.png")), _left_right(h, w)
-    )
+    np.testing.assert_array_equal(data.decode_image_file(_save(pal, tmp_path / "p.png")), _left_right(h, w))
 
-    cmyk = data.decode_image_file(
-        _save(Image.new("CMYK", (w, h), (0, 255, 255, 0)), tmp_path / "cmyk.jpg", quality=95)
-    )
+    cmyk = data.decode_image_file(_save(Image.new("CMYK", (w, h), (0, 255, 255, 0)), tmp_path / "cmyk.jpg", quality=95))
     assert cmyk.shape == (h, w, 3)
     assert cmyk[..., 0].min() > 200 and cmyk[..., 1].max() < 60 and cmyk[..., 2].max() < 60  # red
 
@@ -99,12 +91,8 @@ def test_decode_every_mode(tmp_path):
     assert np.abs(gif.astype(int) - RED).max() <= 8  # first frame (palette-quantised)
 
     arr = _colour_noise(h, w)
-    np.testing.assert_array_equal(
-        data.decode_image_file(_save(Image.fromarray(arr), tmp_path / "a.bmp")), arr
-    )
-    np.testing.assert_array_equal(
-        data.decode_image_file(_save(Image.fromarray(arr), tmp_path / "a.png")), arr
-    )
+    np.testing.assert_array_equal(data.decode_image_file(_save(Image.fromarray(arr), tmp_path / "a.bmp")), arr)
+    np.testing.assert_array_equal(data.decode_image_file(_save(Image.fromarray(arr), tmp_path / "a.png")), arr)
     if features.check("webp"):
         webp = _save(Image.fromarray(arr), tmp_path / "a.webp", lossless=True)
         np.testing.assert_array_equal(data.decode_image_file(webp), arr)
@@ -117,9 +105,7 @@ def test_decode_honours_exif_orientation(tmp_path):
     out = data.decode_image_file(_save(stored, tmp_path / "rot.jpg", exif=exif, quality=95))
     assert out.shape == (32, 16, 3)  # portrait after rotation
     top, bottom = out[:12].reshape(-1, 3).mean(0), out[-12:].reshape(-1, 3).mean(0)
-    assert (
-        np.abs(top - RED).max() < 15 and np.abs(bottom - BLUE).max() < 15
-    )  # left edge went to the top
+    assert np.abs(top - RED).max() < 15 and np.abs(bottom - BLUE).max() < 15  # left edge went to the top
 
 
 def test_decode_jpeg_draft_keeps_min_side(tmp_path):
@@ -182,9 +168,7 @@ def mixed_folder(tmp_path):
     if features.check("webp"):
         good.append(_save(Image.fromarray(_colour_noise(h, w, 4)), root / "w.webp"))
     grey.append(_save(Image.new("L", (w, h), 90), root / "grey_l.png"))
-    grey.append(
-        _save(Image.fromarray(np.full((h, w), 30000, np.uint16)), root / "sub" / "grey16.png")
-    )
+    grey.append(_save(Image.fromarray(np.full((h, w), 30000, np.uint16)), root / "sub" / "grey16.png"))
     grey.append(_save(Image.new("LA", (w, h), (90, 255)), root / "grey_la.png"))
     grey_rgb = np.repeat(_rng(6).integers(0, 255, (h, w, 1), dtype=np.uint8), 3, axis=-1)
     grey.append(_save(Image.fromarray(grey_rgb), root / "grey_rgb.jpg", quality=90))
@@ -313,21 +297,15 @@ def test_eval_is_ordered_single_pass_without_drop(colour_folder):
     ds = data.build_dataset(colour_folder, image_size=S, batch_size=4, training=False)
     sizes = [int(b["image"].shape[0]) for b in ds]
     assert sizes == [4, 2]  # 6 images, one pass, last partial batch kept
-    again = _all_images(
-        data.build_dataset(colour_folder, image_size=S, batch_size=4, training=False)
-    )
+    again = _all_images(data.build_dataset(colour_folder, image_size=S, batch_size=4, training=False))
     np.testing.assert_array_equal(_all_images(ds), again)
 
 
 def test_cache_and_nondeterministic_options(colour_folder):
-    cached = data.build_dataset(
-        colour_folder, image_size=S, batch_size=3, training=False, cache=True, repeat=True
-    )
+    cached = data.build_dataset(colour_folder, image_size=S, batch_size=3, training=False, cache=True, repeat=True)
     epochs = _all_images(cached.take(4))  # two passes over 6 images, the second from the cache
     np.testing.assert_array_equal(epochs[:6], epochs[6:])
-    fast = data.build_dataset(
-        colour_folder, image_size=S, batch_size=2, cache=True, deterministic=False
-    )
+    fast = data.build_dataset(colour_folder, image_size=S, batch_size=2, cache=True, deterministic=False)
     assert fast.options().deterministic is False
     assert next(iter(fast))["image"].shape == (2, S, S, 3)
 
@@ -370,9 +348,7 @@ def test_geometry_keeps_segmentation_aligned():
         )
         image, seg = out["image"].numpy().astype(int), out["segmentation"].numpy()
         assert seg.dtype == np.int32 and seg.shape == (size, size)
-        nearest = np.argmin(
-            ((image[:, :, None, :] - palette[None, None].astype(int)) ** 2).sum(-1), axis=-1
-        )
+        nearest = np.argmin(((image[:, :, None, :] - palette[None, None].astype(int)) ** 2).sum(-1), axis=-1)
         assert (nearest == seg).mean() > 0.85  # all but the bilinear seams
         flipped += int(seg[0, 0] == 1)  # top-left shows the top-right class only when flipped
     assert 0 < flipped < 12
@@ -382,16 +358,10 @@ def test_geometry_keeps_segmentation_aligned():
 
 
 def test_pipeline_masks_cover_several_kinds(colour_folder):
-    ds = data.build_dataset(
-        colour_folder, image_size=S, batch_size=4, masks=True, training=False, repeat=True
-    )
+    ds = data.build_dataset(colour_folder, image_size=S, batch_size=4, masks=True, training=False, repeat=True)
     masks = np.concatenate([b["mask"].numpy() for b in ds.take(6)])
     assert masks.dtype == np.float32 and set(np.unique(masks)) == {0.0, 1.0}
-    halves = [
-        m
-        for m in masks[..., 0]
-        if m.sum() == S * S / 2 and (np.all(m == m[:1]) or np.all(m == m[:, :1]))
-    ]
+    halves = [m for m in masks[..., 0] if m.sum() == S * S / 2 and (np.all(m == m[:1]) or np.all(m == m[:, :1]))]
     assert 0 < len(halves) < len(masks)  # a mix of kinds, some halves
 
 
@@ -402,17 +372,10 @@ def test_samples_source_loads_the_nine_photos():
     samples = data.load_samples()
     assert [name for name, _ in samples] == list(data.SAMPLE_NAMES) and len(samples) == 9
     for name, img in samples:
-        assert (
-            img.dtype == np.uint8
-            and img.ndim == 3
-            and img.shape[-1] == 3
-            and min(img.shape[:2]) >= 250
-        ), name
+        assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[-1] == 3 and min(img.shape[:2]) >= 250, name
         assert not data.is_greyscale(img), name
     report = data.PipelineReport()
-    images = _all_images(
-        data.build_dataset("samples", image_size=S, batch_size=4, training=False, report=report)
-    )
+    images = _all_images(data.build_dataset("samples", image_size=S, batch_size=4, training=False, report=report))
     assert images.shape == (9, S, S, 3) and not report.grey and not report.skipped
 
 
@@ -487,11 +450,7 @@ def test_gorriz_test_split_is_first_ten_per_class(num_examples):
     with tfds.testing.mock_data(num_examples=num_examples):
         reference, label_counts = _first_per_class(num_examples, data.GORRIZ_PER_CLASS)
         runs = [
-            _all_images(
-                data.build_dataset(
-                    "cifar10", split="gorriz-test", image_size=S, batch_size=8, training=False
-                )
-            )
+            _all_images(data.build_dataset("cifar10", split="gorriz-test", image_size=S, batch_size=8, training=False))
             for _ in range(2)
         ]
     np.testing.assert_array_equal(runs[0], runs[1])  # same images, same order
@@ -537,9 +496,7 @@ def test_tfds_api_calls_and_gorriz_train_split():
         prepared = []
         monkeypatch.setattr(tfds.core.DatasetBuilder, "as_dataset", spy)
         monkeypatch.setattr(tfds.core.DatasetBuilder, "is_prepared", lambda self: True)
-        monkeypatch.setattr(
-            tfds.core.DatasetBuilder, "download_and_prepare", lambda self, **k: prepared.append(k)
-        )
+        monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", lambda self, **k: prepared.append(k))
         images = _all_images(
             data.build_dataset(
                 "imagenet2012",
@@ -570,18 +527,14 @@ def test_tfds_grey_images_are_left_out_and_named():
 
     report = data.PipelineReport()
     with tfds.testing.mock_data(as_dataset_fn=fake_as_dataset):
-        out = _all_images(
-            data.build_dataset("cifar10", image_size=S, batch_size=4, training=False, report=report)
-        )
+        out = _all_images(data.build_dataset("cifar10", image_size=S, batch_size=4, training=False, report=report))
     np.testing.assert_array_equal(out, np.stack([colour, colour[::-1]]))
     assert sorted(report.grey) == [f"cifar10-train.tfrecord-00000-of-00001__{i}" for i in (1, 3)]
 
 
 def test_rgb_from_any_tf_channel_counts():
     grey = np.full((2, 3, 1), 77, np.uint8)
-    np.testing.assert_array_equal(
-        data._rgb_from_any_tf(tf.constant(grey)).numpy(), np.full((2, 3, 3), 77)
-    )
+    np.testing.assert_array_equal(data._rgb_from_any_tf(tf.constant(grey)).numpy(), np.full((2, 3, 3), 77))
     rgba = np.zeros((2, 3, 4), np.uint8)
     rgba[..., :3], rgba[0, :, 3] = (10, 20, 30), 255  # row 0 opaque, row 1 transparent
     out = data._rgb_from_any_tf(tf.constant(rgba)).numpy()

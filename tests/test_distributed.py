@@ -28,8 +28,12 @@ pytestmark = pytest.mark.skipif(
 # Instance norm and no dropout: the forward pass of an image does not depend on the
 # other images of its replica, so any split of one global batch must give one update.
 PER_IMAGE = [
-    "model.gen_norm=instance", "model.disc_norm=instance", "model.gen_dropout=0.0",
-    "model.gen_spectral_norm=true", "model.disc_spectral_norm=true", "train.precision=float32",
+    "model.gen_norm=instance",
+    "model.disc_norm=instance",
+    "model.gen_dropout=0.0",
+    "model.gen_spectral_norm=true",
+    "model.disc_spectral_norm=true",
+    "train.precision=float32",
 ]
 
 
@@ -82,9 +86,7 @@ def test_one_two_and_eight_replicas_give_the_same_update(global_batch):
     cfg = _cfg(f"data.batch_size={global_batch}")
     rng = np.random.default_rng(0)
     s = cfg.model.image_size
-    batches = [
-        {"image": tf.constant(rng.integers(0, 256, (global_batch, s, s, 3), dtype=np.uint8))} for _ in range(2)
-    ]
+    batches = [{"image": tf.constant(rng.integers(0, 256, (global_batch, s, s, 3), dtype=np.uint8))} for _ in range(2)]
     w1, m1 = _two_steps(cfg, 1, batches)
     for replicas in (2, 8):
         w, m = _two_steps(cfg, replicas, batches)
@@ -106,6 +108,7 @@ def _two_steps_in_one_call(cfg, replicas: int, batches, mode: str):
     if mode == "host":
         iterator = iter(tf.data.Dataset.from_tensor_slices({"image": images}).batch(cfg.data.batch_size))
     else:
+
         def dataset_fn(ctx):
             per_replica = ctx.get_per_replica_batch_size(cfg.data.batch_size)
             return tf.data.Dataset.from_tensor_slices({"image": images}).batch(per_replica)
@@ -132,9 +135,7 @@ def test_input_paths_of_the_training_loop_give_the_same_update(global_batch, rep
     cfg = _cfg(f"data.batch_size={global_batch}")
     rng = np.random.default_rng(1)
     s = cfg.model.image_size
-    batches = [
-        {"image": tf.constant(rng.integers(0, 256, (global_batch, s, s, 3), dtype=np.uint8))} for _ in range(2)
-    ]
+    batches = [{"image": tf.constant(rng.integers(0, 256, (global_batch, s, s, 3), dtype=np.uint8))} for _ in range(2)]
     w1, m1 = _two_steps(cfg, 1, batches)
     w, m = _two_steps_in_one_call(cfg, replicas, batches, mode)
     for key, value in m1[1].items():
@@ -159,8 +160,8 @@ def test_eight_replicas_each_get_their_own_share_of_the_global_batch(tmp_path):
     """Per-replica input (the training loop's dataset function) under 8 logical
     replicas: each replica gets global/8 images on its own device, and together they
     are exactly the global batch one replica would read."""
-    from colourise_tf.training.loop import _build_train_dataset, input_mode
     from colourise_tf import data as data_lib
+    from colourise_tf.training.loop import _build_train_dataset, input_mode
 
     _flat_colour_folder(tmp_path / "photos", 16)
     cfg = _cfg("data.batch_size=16", f"data.dataset={tmp_path / 'photos'}")
@@ -212,14 +213,20 @@ def test_steps_per_loop_does_not_change_the_result(tmp_path, monkeypatch, replic
     for spl in (1, 4):
         calls.clear()
         cfg = _cfg(
-            "train.steps=8", "data.batch_size=4", f"train.steps_per_loop={spl}", "train.log_every=8",
-            "train.image_every=8", "train.checkpoint_every=8", "train.deterministic_ops=true",
+            "train.steps=8",
+            "data.batch_size=4",
+            f"train.steps_per_loop={spl}",
+            "train.log_every=8",
+            "train.image_every=8",
+            "train.checkpoint_every=8",
+            "train.deterministic_ops=true",
         )
         result = run_training(cfg, tmp_path / f"spl{spl}", strategy=_strategy(replicas), progress=False)
         assert result.final_step == 8 and calls == [spl] * (8 // spl)
         reader = tf.train.load_checkpoint(str(tmp_path / f"spl{spl}" / "checkpoints" / "ckpt-8"))
         weights[spl] = {
-            k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+            k: reader.get_tensor(k)
+            for k in reader.get_variable_to_shape_map()
             if k.startswith("generator/") and "OPTIMIZER_SLOT" not in k
         }
     assert weights[1] and set(weights[1]) == set(weights[4])
@@ -270,8 +277,14 @@ def test_cpu_kernels_never_engage_when_a_gpu_is_visible(monkeypatch):
 
     cfg = config_lib.apply_overrides(
         config_lib.get_preset("gorriz-ibn-sn-md"),
-        ["model.image_size=32", "data.batch_size=2", "train.precision=float32",
-         "model.gen_filters=8,16,32,512,512", "model.disc_filters=8,16,256,512", "model.num_scales=1"],
+        [
+            "model.image_size=32",
+            "data.batch_size=2",
+            "train.precision=float32",
+            "model.gen_filters=8,16,32,512,512",
+            "model.disc_filters=8,16,256,512",
+            "model.num_scales=1",
+        ],
     )
     types_auto_cpu, found_auto_cpu = _traced_step_ops(cfg)
     assert found_auto_cpu, "the CPU kernels should engage on a CPU-only host"
@@ -344,8 +357,20 @@ def test_cli_cpu_replicas_in_a_fresh_process(tmp_path):
     error-level line (Grappler's remapper included)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0")
     cmd = [
-        sys.executable, "-m", "colourise_tf.cli.train", "--preset", "tiny", "--workdir", str(tmp_path / "run"),
-        "--no-progress", "--cpu-replicas", "3", "--steps", "2", "data.batch_size=4", "train.precision=float32",
+        sys.executable,
+        "-m",
+        "colourise_tf.cli.train",
+        "--preset",
+        "tiny",
+        "--workdir",
+        str(tmp_path / "run"),
+        "--no-progress",
+        "--cpu-replicas",
+        "3",
+        "--steps",
+        "2",
+        "data.batch_size=4",
+        "train.precision=float32",
         "train.checkpoint_every=1",
     ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
@@ -361,8 +386,13 @@ def test_cli_cpu_replicas_in_a_fresh_process(tmp_path):
 # One preset per generator and discriminator family (U-Net + IBN + 3-scale PatchGAN,
 # segmentation U-Nets, DCGAN G and D, ResNet G, 1x1 PixelGAN, mask inputs).
 XLA_PRESETS = [
-    "gorriz-ibn-sn-md", "tarres-seg-shared", "tarres-seg-separate", "dcgan-sky-advanced",
-    "resnet-patchgan", "unet-pixelgan-sn", "partial-mask",
+    "gorriz-ibn-sn-md",
+    "tarres-seg-shared",
+    "tarres-seg-separate",
+    "dcgan-sky-advanced",
+    "resnet-patchgan",
+    "unet-pixelgan-sn",
+    "partial-mask",
 ]
 
 
@@ -373,6 +403,7 @@ def test_whole_training_step_compiles_with_xla(preset):
     ``jit_compile=True`` and trains (finite losses, weights move), as on a TPU, where
     ``train.cpu_kernels=auto`` leaves the CPU-only kernels out."""
     from test_models import reduced, test_size
+
     from colourise_tf.training.trainer import GANTrainer
 
     cfg = reduced(preset)
@@ -398,7 +429,8 @@ def test_whole_training_step_compiles_with_xla(preset):
     (fn,) = trainer._train_fns.values()
     graph = fn.get_concrete_function(batch).graph
     xla_calls = [
-        op for op in graph.get_operations()
+        op
+        for op in graph.get_operations()
         if "_XlaMustCompile" in op.node_def.attr and op.node_def.attr["_XlaMustCompile"].b
     ]
     assert len(xla_calls) == 1, [op.type for op in graph.get_operations()]
@@ -433,8 +465,9 @@ json.dump({"pipeline": ctx.input_pipeline_id, "pipelines": ctx.num_input_pipelin
 def test_two_local_workers_read_disjoint_shares_that_cover_the_source(tmp_path):
     """Two worker processes (MultiWorkerMirroredStrategy on 127.0.0.1), per-replica input:
     each reads its own files, of a folder and of prepared shards; together all of them."""
-    from colourise_tf import prepare
     from test_training import _free_ports
+
+    from colourise_tf import prepare
 
     colours = _flat_colour_folder(tmp_path / "photos", 8)
     prepared = str(tmp_path / "prepared")
@@ -447,10 +480,16 @@ def test_two_local_workers_read_disjoint_shares_that_cover_the_source(tmp_path):
         for index in range(2):
             tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
             env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=json.dumps(tf_config))
-            procs.append(subprocess.Popen(
-                [sys.executable, str(script), source, str(tmp_path / f"w{index}.json")],
-                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            ))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, str(script), source, str(tmp_path / f"w{index}.json")],
+                    cwd=REPO,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
         for p in procs:
             _, err = p.communicate(timeout=300)
             assert p.returncode == 0, err[-3000:]
@@ -458,7 +497,7 @@ def test_two_local_workers_read_disjoint_shares_that_cover_the_source(tmp_path):
         assert sorted(r["pipeline"] for r in reads) == [0, 1] and all(r["pipelines"] == 2 for r in reads)
 
         def nearest(c):
-            return min(range(len(colours)), key=lambda i: sum(abs(a - b) for a, b in zip(c, colours[i])))
+            return min(range(len(colours)), key=lambda j: sum(abs(a - b) for a, b in zip(c, colours[j])))
 
         shares = [[nearest(c) for c in r["colours"]] for r in reads]
         assert all(len(s) == 4 == len(set(s)) for s in shares), shares

@@ -92,9 +92,7 @@ def test_json_has_one_entry_per_model_with_finite_metrics(result, run_dirs, tmp_
     paths = result.save(tmp_path)
     data = json.loads(paths["json"].read_text())
     assert [m["name"] for m in data["models"]] == [d.name for d in run_dirs]
-    assert data["dataset"] == {
-        "source": "samples", "split": None, "n_images": 5, "skipped_files": 0, "skipped_grey": 0
-    }
+    assert data["dataset"] == {"source": "samples", "split": None, "n_images": 5, "skipped_files": 0, "skipped_grey": 0}
     assert data["settings"]["limit"] == 5 and data["settings"]["perceptual_weights"] is None
     for m in data["models"]:
         assert m["kind"] == "run" and m["preset"] == "tiny" and m["step"] == 1
@@ -167,7 +165,11 @@ def test_oracle_matches_ground_truth(tmp_path):
 
 def test_image_size_override_resizes_inside_the_model(run_dirs):
     res = evaluate.evaluate_models(
-        [str(run_dirs[0])], image_size=40, limit=2, perceptual_weights=None, progress=False,
+        [str(run_dirs[0])],
+        image_size=40,
+        limit=2,
+        perceptual_weights=None,
+        progress=False,
         grey_baseline=False,
     )
     (m,) = res.models
@@ -214,7 +216,10 @@ def test_savedmodel_and_tflite_give_the_run_numbers(run_dirs, tmp_path):
     saved, tflite = _export(run_dirs[0], tmp_path)
     res = evaluate.evaluate_models(
         [str(run_dirs[0]), str(saved), str(tflite)],
-        limit=3, perceptual_weights=None, progress=False, grey_baseline=False,
+        limit=3,
+        perceptual_weights=None,
+        progress=False,
+        grey_baseline=False,
     )
     run, sm, lite = res.models
     assert [sm.info["kind"], lite.info["kind"]] == ["savedmodel", "tflite"]
@@ -232,11 +237,24 @@ def test_cli_end_to_end(run_dirs, tmp_path, capsys):
     out = tmp_path / "eval"
     rc = evaluate.main(
         [
-            "--model", str(run_dirs[0]), "--name", "first",
-            "--model", str(run_dirs[1] / "checkpoints" / "ckpt-1"),
-            "--dataset", "samples", "--limit", "3", "--batch-size", "2",
-            "--perceptual-weights", "none", "--no-with-grey-baseline",
-            "--out", str(out), "--no-progress",
+            "--model",
+            str(run_dirs[0]),
+            "--name",
+            "first",
+            "--model",
+            str(run_dirs[1] / "checkpoints" / "ckpt-1"),
+            "--dataset",
+            "samples",
+            "--limit",
+            "3",
+            "--batch-size",
+            "2",
+            "--perceptual-weights",
+            "none",
+            "--no-with-grey-baseline",
+            "--out",
+            str(out),
+            "--no-progress",
         ]
     )
     assert rc == 0
@@ -250,12 +268,16 @@ def test_cli_end_to_end(run_dirs, tmp_path, capsys):
 
 
 def test_cli_bad_model_path_exits_2(tmp_path, capsys):
-    rc = evaluate.main(["--model", str(tmp_path / "missing"), "--perceptual-weights", "none", "--out", str(tmp_path / "o")])
+    rc = evaluate.main(
+        ["--model", str(tmp_path / "missing"), "--perceptual-weights", "none", "--out", str(tmp_path / "o")]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert "missing" in err and "does not exist" in err
     (tmp_path / "empty").mkdir()
-    rc = evaluate.main(["--model", str(tmp_path / "empty"), "--perceptual-weights", "none", "--out", str(tmp_path / "o")])
+    rc = evaluate.main(
+        ["--model", str(tmp_path / "empty"), "--perceptual-weights", "none", "--out", str(tmp_path / "o")]
+    )
     assert rc == 2 and "cannot load model" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
@@ -269,7 +291,9 @@ def test_cli_unavailable_vgg_weights_exit_2_and_suggest_none(run_dirs, tmp_path,
     assert rc == 2
     err = capsys.readouterr().err
     assert "URL fetch failure" in err and "--perceptual-weights none" in err
-    rc = evaluate.main(["--model", str(run_dirs[0]), "--perceptual-weights", str(tmp_path / "vgg.h5"), "--out", str(tmp_path / "o")])
+    rc = evaluate.main(
+        ["--model", str(run_dirs[0]), "--perceptual-weights", str(tmp_path / "vgg.h5"), "--out", str(tmp_path / "o")]
+    )
     assert rc == 2 and "no such file" in capsys.readouterr().err
 
 

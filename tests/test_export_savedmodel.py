@@ -22,7 +22,6 @@ from PIL import Image
 from colourise_tf import colour, inference
 from colourise_tf.config import apply_overrides, get_preset, load_config, save_config
 from colourise_tf.data import load_samples
-from colourise_tf.layers import SpectralNorm
 from colourise_tf.models import build_generator
 from colourise_tf.serving import savedmodel as sm
 
@@ -419,8 +418,12 @@ def test_bad_inputs_in_a_subprocess_leave_it_running(export_dir):
         """
     )
     proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, cwd=str(REPO),
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        cwd=str(REPO),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "SURVIVED 9 FAILED_TO_RAISE []" in proc.stdout
@@ -463,6 +466,8 @@ def test_mask_models_are_served_with_the_mask_their_target_implies(tmp_path, sam
     L = colour.rgb_to_lab(tf.image.convert_image_dtype(rgb, tf.float32))[..., :1]
     ab = module._predict_ab(L)["ab"]
     grey = colour.normalize_l(L)
-    want = colour.denormalize_ab(inference.colourise_grey(grey, inference.keras_chroma_fn(generator), spec, mask_full=mask))
+    want = colour.denormalize_ab(
+        inference.colourise_grey(grey, inference.keras_chroma_fn(generator), spec, mask_full=mask)
+    )
     np.testing.assert_allclose(ab.numpy(), want.numpy(), atol=1e-4)
     assert ("full mask" in sm.export_metadata(cfg)["serving_hints"]) == (target == "partial")

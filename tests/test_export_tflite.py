@@ -23,7 +23,6 @@ import tensorflow as tf
 from colourise_tf import colour, inference
 from colourise_tf.config import apply_overrides, get_preset, save_config
 from colourise_tf.data import load_samples
-from colourise_tf.layers import SpectralNorm
 from colourise_tf.models import build_generator
 from colourise_tf.serving import tflite as tl
 
@@ -66,8 +65,14 @@ def test_files_and_sidecar(exported, run):
         assert path == out / f"tiny_{variant}.tflite" and path.stat().st_size > 1000
     sidecar = json.loads((out / "tiny.json").read_text())
     for key, value in {
-        "image_size": 32, "colour_space": "lab", "noise_channel": False, "mask_channel": False,
-        "n_classes": 0, "preset": "tiny", "input_name": "L", "output_name": "ab",
+        "image_size": 32,
+        "colour_space": "lab",
+        "noise_channel": False,
+        "mask_channel": False,
+        "n_classes": 0,
+        "preset": "tiny",
+        "input_name": "L",
+        "output_name": "ab",
     }.items():
         assert sidecar[key] == value, key
     assert sidecar["step"] == 3
@@ -119,9 +124,7 @@ def delta_e(variant_fn, keras_fn, spec, samples) -> np.ndarray:
     values = []
     for _, rgb in samples:
         grey, _ = colour.rgb_to_model(rgb[np.newaxis])
-        labs = [
-            colour.model_to_lab(grey, inference.colourise_grey(grey, fn, spec)) for fn in (variant_fn, keras_fn)
-        ]
+        labs = [colour.model_to_lab(grey, inference.colourise_grey(grey, fn, spec)) for fn in (variant_fn, keras_fn)]
         values.append(tf.norm(labs[0] - labs[1], axis=-1).numpy().ravel())
     return np.concatenate(values)
 
@@ -251,7 +254,10 @@ def test_bad_quantisation_is_an_error_not_a_crash(tmp_path):
     else:
         # Now and then the converter writes a model that does run; then it must really
         # run (checked in a child process: a broken one may abort its process).
-        code = "import sys, numpy as np; from colourise_tf.serving.tflite import _invoke_once; _invoke_once(open(sys.argv[1], 'rb').read())"
+        code = (
+            "import sys; from colourise_tf.serving.tflite import _invoke_once; "
+            "_invoke_once(open(sys.argv[1], 'rb').read())"
+        )
         proc = subprocess.run([sys.executable, "-c", code, str(written)], cwd=REPO, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr[-2000:]
 
@@ -319,10 +325,10 @@ def test_exported_generator_graph_has_no_training_kernels_for_any_preset():
     converter then silently wrote a model without signatures (the deep U-Net of the
     default preset at 128x128 did). Every preset at its native size traces without them,
     while the same generator in training (gate on) does use them: the check can see them."""
-    from colourise_tf.ops import gate as cpu
-    from colourise_tf.config import list_presets
-
     from helpers import cpu_kernel_ops
+
+    from colourise_tf.config import list_presets
+    from colourise_tf.ops import gate as cpu
 
     for name in list_presets():
         cfg = get_preset(name)
@@ -346,7 +352,13 @@ def test_converter_refuses_a_model_without_its_signature(run, monkeypatch):
     empty = tl._run_converter(
         tf.lite.TFLiteConverter.from_concrete_functions(
             [tl._generator_function(generator, cfg).get_concrete_function()]
-        ), cfg, "float32", 1, "samples", False, None,
+        ),
+        cfg,
+        "float32",
+        1,
+        "samples",
+        False,
+        None,
     )
     with pytest.raises(tl.TFLiteConversionError, match="signatures are {}"):
         tl._check_signature(empty, cfg)

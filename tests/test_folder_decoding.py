@@ -41,7 +41,7 @@ CASES = {
     "rgba.png": lambda: Image.fromarray(_noise(13, 17, 4)),
     "la.png": lambda: Image.fromarray(_noise(13, 17, 2)[..., :2].copy(), "LA"),
     "palette.png": lambda: Image.fromarray(_noise(13, 17)).convert("P", palette=Image.Palette.ADAPTIVE, colors=32),
-    "deep.png": lambda: Image.fromarray((_noise(13, 17, 1).astype(np.uint16) * 251)),
+    "deep.png": lambda: Image.fromarray(_noise(13, 17, 1).astype(np.uint16) * 251),
     "rgb.bmp": lambda: Image.fromarray(_noise(13, 17)),
     "first.gif": lambda: Image.fromarray(_noise(13, 17)).convert("P"),
     "scan.tif": lambda: Image.fromarray(_noise(13, 17)),
@@ -261,7 +261,11 @@ def test_a_script_that_stops_reading_exits(tmp_path, source):
     args = [str(folder)] if source == "folder" else ["tfds", str(tmp_path / "tfds"), str(builder)]
     for _ in range(3):
         proc = subprocess.run(
-            [sys.executable, str(script), *args], cwd=REPO, capture_output=True, text=True, timeout=120,
+            [sys.executable, str(script), *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"},
         )
         assert proc.returncode == 0 and "read" in proc.stdout, proc.stderr[-2000:]

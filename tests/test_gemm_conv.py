@@ -6,13 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import assert_all_close, assert_matches_conv2d_transpose, values_and_grads
 
+from colourise_tf.layers import ConvBlock
 from colourise_tf.ops import gate as cpu
 from colourise_tf.ops import gemm_conv
 from colourise_tf.ops.gemm_conv import col2im, conv_pads, gemm_conv2d, gemm_conv2d_transpose, gemm_conv_wanted, im2col
-from colourise_tf.layers import ConvBlock
-
-from helpers import assert_all_close, assert_matches_conv2d_transpose, values_and_grads
 
 
 @pytest.mark.parametrize(
@@ -124,7 +123,9 @@ def test_conv_block_takes_gemm_path_in_training_only(monkeypatch, transpose):
         return real(*args)
 
     monkeypatch.setattr(gemm_conv, name, spy)
-    block = ConvBlock(6, 4, 2, transpose=transpose, spectral_norm=True, use_bias=True, padding="same" if transpose else 1)
+    block = ConvBlock(
+        6, 4, 2, transpose=transpose, spectral_norm=True, use_bias=True, padding="same" if transpose else 1
+    )
     x = tf.constant(np.random.default_rng(5).normal(size=(2, 4, 4, 5)).astype(np.float32))
     y_inf = block(x, training=False)
     assert not calls

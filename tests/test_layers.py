@@ -237,7 +237,9 @@ def test_fused_batch_norm_matches_keras_batch_norm():
         l_ref = tf.reduce_sum(tf.sin(y_ref))
         l_fused = tf.reduce_sum(tf.sin(y_fused))
     np.testing.assert_allclose(y_fused.numpy(), y_ref.numpy(), atol=1e-4)
-    for a, b in zip(tape.gradient(l_fused, [x, fused.gamma, fused.beta]), tape.gradient(l_ref, [x, ref.gamma, ref.beta])):
+    for a, b in zip(
+        tape.gradient(l_fused, [x, fused.gamma, fused.beta]), tape.gradient(l_ref, [x, ref.gamma, ref.beta])
+    ):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-4)
     n = 2 * 5 * 7
     batch_mean = x.numpy().mean(axis=(0, 1, 2))
@@ -277,8 +279,14 @@ def test_ibn_values_and_gradients_match_sliced_keras_reference(channels, ratio):
     layer = IBNorm(ratio=ratio, momentum=0.8, gamma_init="normal")
     layer.build(x.shape)
     # Non-trivial affine parameters and moving statistics.
-    layer.set_weights([rng.normal(1.0, 0.5, v.shape).astype(np.float32) if "variance" not in v.path
-                       else rng.uniform(0.5, 2.0, v.shape).astype(np.float32) for v in layer.weights])
+    layer.set_weights(
+        [
+            rng.normal(1.0, 0.5, v.shape).astype(np.float32)
+            if "variance" not in v.path
+            else rng.uniform(0.5, 2.0, v.shape).astype(np.float32)
+            for v in layer.weights
+        ]
+    )
     for training in (True, False):
         params = [layer.instance_norm.gamma, layer.instance_norm.beta, layer.batch_norm.gamma, layer.batch_norm.beta]
         with tf.GradientTape(persistent=True) as tape:
@@ -507,7 +515,9 @@ def test_instance_normalization_equals_keras_group_normalization():
             y, y_ref = ours(x, training=training), ref(x)
             loss, loss_ref = tf.reduce_sum(tf.sin(y) * w), tf.reduce_sum(tf.sin(y_ref) * w)
         np.testing.assert_allclose(y.numpy(), y_ref.numpy(), atol=1e-4)
-        for a, b in zip(tape.gradient(loss, [x, ours.gamma, ours.beta]), tape.gradient(loss_ref, [x, ref.gamma, ref.beta])):
+        for a, b in zip(
+            tape.gradient(loss, [x, ours.gamma, ours.beta]), tape.gradient(loss_ref, [x, ref.gamma, ref.beta])
+        ):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-4)
     clone = InstanceNormalization.from_config(ours.get_config())
     assert isinstance(clone, keras.layers.GroupNormalization) and clone.groups in (-1, 4)

@@ -80,9 +80,7 @@ def test_discriminator_patch_map_equals_flattened(fn):
 
 def _scales(seed):
     # Three PatchGAN-like maps of decreasing size, as from a 3-scale discriminator.
-    return [
-        tf.random.stateless_normal([2, s, s, 1], seed=[seed, i]) for i, s in enumerate((6, 3, 2))
-    ]
+    return [tf.random.stateless_normal([2, s, s, 1], seed=[seed, i]) for i, s in enumerate((6, 3, 2))]
 
 
 @pytest.mark.parametrize("fn", GEN_FNS)
@@ -122,8 +120,7 @@ def test_discriminator_global_batch_size(fn):
     mean = float(fn(reals, fakes))
     np.testing.assert_allclose(float(fn(reals, fakes, global_batch_size=2)), mean, rtol=1e-6)
     summed = sum(
-        float(fn([r[i : i + 1] for r in reals], [f[i : i + 1] for f in fakes], global_batch_size=2))
-        for i in range(2)
+        float(fn([r[i : i + 1] for r in reals], [f[i : i + 1] for f in fakes], global_batch_size=2)) for i in range(2)
     )
     np.testing.assert_allclose(summed, mean, rtol=1e-6)
 
@@ -157,9 +154,7 @@ def test_global_batch_size_under_mirrored_strategy():
         return [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in per_replica]
 
     d_loss, m_loss = run(values)
-    np.testing.assert_allclose(
-        float(d_loss), float(losses.non_saturating_discriminator_loss(reals, fakes)), rtol=1e-5
-    )
+    np.testing.assert_allclose(float(d_loss), float(losses.non_saturating_discriminator_loss(reals, fakes)), rtol=1e-5)
     np.testing.assert_allclose(float(m_loss), float(losses.mask_loss(pred, hint, mask)), rtol=1e-5)
 
 
@@ -210,9 +205,7 @@ def test_l1_hand_computed_and_masked():
     np.testing.assert_allclose(float(losses.l1_loss(y_true, y_pred, mask=mask)), 1.0)
     # all-zero mask: 0, no NaN
     assert float(losses.l1_loss(y_true, y_pred, mask=tf.zeros_like(mask))) == 0.0
-    np.testing.assert_allclose(
-        float(losses.l1_loss(y_true, y_pred, global_batch_size=2)), 0.875, rtol=1e-6
-    )
+    np.testing.assert_allclose(float(losses.l1_loss(y_true, y_pred, global_batch_size=2)), 0.875, rtol=1e-6)
 
 
 def test_l1_broadcast_mask_on_image():
@@ -253,9 +246,7 @@ def test_mask_loss_hand_computed():
     expected = (13.5 + 4.0) / 2
     np.testing.assert_allclose(float(losses.mask_loss(pred, hint, mask)), expected)
     np.testing.assert_allclose(float(losses.mask_loss(pred, hint, mask[..., None])), expected)
-    np.testing.assert_allclose(
-        float(losses.mask_loss(pred, hint, mask, global_batch_size=2)), expected
-    )
+    np.testing.assert_allclose(float(losses.mask_loss(pred, hint, mask, global_batch_size=2)), expected)
 
 
 def test_mask_loss_empty_mask_is_zero_with_finite_gradient():
@@ -302,9 +293,7 @@ def test_segmentation_l1_hand_computed():
 
 def test_segmentation_l1_checks_channels():
     with pytest.raises(ValueError, match="2 \\* n_classes"):
-        losses.segmentation_l1_loss(
-            tf.zeros([1, 2, 2, 4]), tf.zeros([1, 2, 2, 2]), tf.zeros([1, 2, 2], tf.int32), 3
-        )
+        losses.segmentation_l1_loss(tf.zeros([1, 2, 2, 4]), tf.zeros([1, 2, 2, 2]), tf.zeros([1, 2, 2], tf.int32), 3)
 
 
 def test_select_class_chroma():
@@ -318,14 +307,10 @@ def test_select_class_chroma():
 
 
 def test_discriminator_accuracy():
-    acc_real, acc_fake = losses.discriminator_accuracy(
-        c([1.0, -1.0, 2.0, 0.5]), c([-1.0, -2.0, 1.0, 0.0])
-    )
+    acc_real, acc_fake = losses.discriminator_accuracy(c([1.0, -1.0, 2.0, 0.5]), c([-1.0, -2.0, 1.0, 0.0]))
     assert float(acc_real) == 0.75  # 3 of 4 real logits > 0
     assert float(acc_fake) == 0.5  # 2 of 4 fake logits < 0 (0 is not < 0)
-    reals, fakes = losses.discriminator_accuracy(
-        [c([[1.0], [1.0]]), c([-1.0])], [c([[-1.0], [1.0]]), c([-1.0])]
-    )
+    reals, fakes = losses.discriminator_accuracy([c([[1.0], [1.0]]), c([-1.0])], [c([[-1.0], [1.0]]), c([-1.0])])
     assert [float(a) for a in reals] == [1.0, 0.0]
     assert [float(a) for a in fakes] == [0.5, 1.0]
     acc_real, _ = losses.discriminator_accuracy(c([0.6, 0.4]), c([0.0]), threshold=0.5)
@@ -373,9 +358,7 @@ def test_feature_loss_matches_manual_computation(vgg_loss, rgb_pair):
     # Johnson et al.: ||phi(y_hat) - phi(y)||_2^2 / (C H W), averaged over the batch
     expected = np.mean([np.sum((fy[i] - fx[i]) ** 2) / fx[i].size for i in range(2)])
     np.testing.assert_allclose(float(vgg_loss(x, y)), expected, rtol=1e-4)
-    np.testing.assert_allclose(
-        float(vgg_loss(x, y, global_batch_size=2)), expected, rtol=1e-4
-    )
+    np.testing.assert_allclose(float(vgg_loss(x, y, global_batch_size=2)), expected, rtol=1e-4)
 
 
 def test_feature_loss_backbone_is_frozen(vgg_loss):
@@ -395,9 +378,7 @@ def test_feature_loss_finite_gradients_through_lab(vgg_loss, rgb_pair):
     @tf.function
     def step():
         with tf.GradientTape() as tape:
-            rgb_pred = colour.lab_to_rgb(
-                tf.concat([lab[..., :1], colour.denormalize_ab(ab_pred)], axis=-1)
-            )
+            rgb_pred = colour.lab_to_rgb(tf.concat([lab[..., :1], colour.denormalize_ab(ab_pred)], axis=-1))
             loss = vgg_loss(x, rgb_pred)
         return loss, tape.gradient(loss, ab_pred)
 

@@ -115,9 +115,7 @@ def test_deterministic():
 
 
 def test_tensor_kind_index_matches_name():
-    @tf.function(
-        input_signature=[tf.TensorSpec([], tf.int32), tf.TensorSpec([2], tf.int64)]
-    )
+    @tf.function(input_signature=[tf.TensorSpec([], tf.int32), tf.TensorSpec([2], tf.int64)])
     def traced(index, seed):
         return masks.make_mask(index, S, seed)
 
@@ -139,9 +137,7 @@ def test_random_mask_covers_all_kinds():
         seen.append(kind)
         _check_geometry(kind, mask.numpy())
         if i < 6:  # the mask is make_mask of the drawn kind with the documented sub-seed
-            sub = tf.random.experimental.stateless_fold_in(
-                _seed(i, 99), tf.constant(1, tf.int64), alg="philox"
-            )
+            sub = tf.random.experimental.stateless_fold_in(_seed(i, 99), tf.constant(1, tf.int64), alg="philox")
             np.testing.assert_array_equal(mask.numpy(), masks.make_mask(kind, S, sub).numpy())
     assert set(seen) == set(masks.MASK_KINDS)
     subset = ("grid", "half_horizontal")
@@ -165,9 +161,7 @@ def test_dataset_map_is_pure_tensorflow():
     assert not ops & _PY_FUNC_OPS, ops & _PY_FUNC_OPS
 
     # the check itself sees a numpy_function when there is one
-    leaky = tf.data.Dataset.range(2).map(
-        lambda i: tf.numpy_function(lambda v: v + 1, [i], tf.int64, stateful=False)
-    )
+    leaky = tf.data.Dataset.range(2).map(lambda i: tf.numpy_function(lambda v: v + 1, [i], tf.int64, stateful=False))
     assert _dataset_ops(leaky) & _PY_FUNC_OPS
 
 

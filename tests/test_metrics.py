@@ -78,13 +78,9 @@ def test_js_identical_disjoint_symmetric():
     np.testing.assert_allclose(metrics.js_divergence(p, p).numpy(), [0.0, 0.0], atol=1e-12)
     # row 1: disjoint supports -> ln 2
     np.testing.assert_allclose(metrics.js_divergence(p, q).numpy()[1], math.log(2), atol=1e-6)
-    np.testing.assert_allclose(
-        metrics.js_divergence(p, q).numpy(), metrics.js_divergence(q, p).numpy(), atol=1e-12
-    )
+    np.testing.assert_allclose(metrics.js_divergence(p, q).numpy(), metrics.js_divergence(q, p).numpy(), atol=1e-12)
     # counts are normalised: JS of counts == JS of probabilities
-    np.testing.assert_allclose(
-        metrics.js_divergence(p * 1000, q * 7).numpy(), metrics.js_divergence(p, q).numpy()
-    )
+    np.testing.assert_allclose(metrics.js_divergence(p * 1000, q * 7).numpy(), metrics.js_divergence(p, q).numpy())
 
 
 def test_kl_hand_computed():
@@ -122,9 +118,7 @@ def test_ab_histogram_bins_and_streaming():
     whole = metrics.ab_histograms(pixels)
     np.testing.assert_allclose(stream.result().numpy(), whole.numpy())
     np.testing.assert_allclose(whole.numpy().sum(axis=-1), [1.0, 1.0])
-    np.testing.assert_allclose(
-        metrics.ab_histograms([lab1, lab2]).numpy(), whole.numpy()
-    )
+    np.testing.assert_allclose(metrics.ab_histograms([lab1, lab2]).numpy(), whole.numpy())
     stream.reset_state()
     assert stream.result(normalize=False).numpy().sum() == 0
     divs = metrics.histogram_divergences(whole, whole)
@@ -142,9 +136,7 @@ def test_colourfulness_hand_computed():
     expected = 1.3 * 63.75 * math.sqrt(5)
     img = np.array([[[[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]]], np.float32)
     np.testing.assert_allclose(metrics.colourfulness(img).numpy(), [expected], rtol=1e-6)
-    np.testing.assert_allclose(
-        metrics.colourfulness((img * 255).astype(np.uint8)).numpy(), [expected], rtol=1e-6
-    )
+    np.testing.assert_allclose(metrics.colourfulness((img * 255).astype(np.uint8)).numpy(), [expected], rtol=1e-6)
 
 
 def test_colourfulness_grey_is_zero():

@@ -235,13 +235,25 @@ def test_ibn_placement_follows_the_documented_rule():
     g, d = models.build_models(reduced("gorriz-ibn-sn-md", width=8))
     kinds = {}
     for b in _all_blocks(g):
-        kinds[b.name] = "ibn" if isinstance(b.norm_layer, IBNorm) else (
-            "batch" if isinstance(b.norm_layer, keras.layers.BatchNormalization) else "none"
+        kinds[b.name] = (
+            "ibn"
+            if isinstance(b.norm_layer, IBNorm)
+            else ("batch" if isinstance(b.norm_layer, keras.layers.BatchNormalization) else "none")
         )
     assert kinds == {
-        "enc1": "none", "enc2": "ibn", "enc3": "ibn", "enc4": "ibn",
-        "enc5": "batch", "enc6": "batch", "enc7": "batch",
-        "dec1": "batch", "dec2": "batch", "dec3": "ibn", "dec4": "ibn", "dec5": "ibn", "dec6": "ibn",
+        "enc1": "none",
+        "enc2": "ibn",
+        "enc3": "ibn",
+        "enc4": "ibn",
+        "enc5": "batch",
+        "enc6": "batch",
+        "enc7": "batch",
+        "dec1": "batch",
+        "dec2": "batch",
+        "dec3": "ibn",
+        "dec4": "ibn",
+        "dec5": "ibn",
+        "dec6": "ibn",
         "chroma_conv": "none",
     }
     for scale in d.layers[1:]:
@@ -249,8 +261,11 @@ def test_ibn_placement_follows_the_documented_rule():
             continue
         dk = {b.name: type(b.norm_layer).__name__ for b in _all_blocks(scale)}
         assert dk == {
-            "layer1": "NoneType", "layer2": "IBNorm", "layer3": "FusedBatchNormalization",
-            "layer4": "FusedBatchNormalization", "output_conv": "NoneType",
+            "layer1": "NoneType",
+            "layer2": "IBNorm",
+            "layer3": "FusedBatchNormalization",
+            "layer4": "FusedBatchNormalization",
+            "output_conv": "NoneType",
         }
     # Every conv of G and D is spectrally normalised in this preset.
     assert all(b.spectral_norm for b in _all_blocks(g)) and all(b.spectral_norm for b in _all_blocks(d))
@@ -321,7 +336,15 @@ def test_dcgan_layers_and_advanced_variant():
     g = G.dcgan_generator(2, 2, (8, 8, 8, 8))
     names = [layer.name for layer in g.layers]
     assert [n for n in names if n.startswith("layer")] == [
-        "layer1", "layer1_pool", "layer2", "layer3", "layer3_pool", "layer4", "layer5", "layer6", "layer7"
+        "layer1",
+        "layer1_pool",
+        "layer2",
+        "layer3",
+        "layer3_pool",
+        "layer4",
+        "layer5",
+        "layer6",
+        "layer7",
     ]
     adv = G.dcgan_generator(2, 2, (8, 8, 8, 8), advanced=True)
     concat = adv.get_layer("concat_input")
@@ -345,7 +368,8 @@ def test_multiscale_inputs_are_average_pooled_copies_with_separate_weights():
 
 
 @pytest.mark.parametrize(
-    "name", ["tiny", "gorriz-ibn-sn-md", "resnet-patchgan", "dcgan-sky-advanced", "tarres-seg-separate", "unet-pixelgan-sn"]
+    "name",
+    ["tiny", "gorriz-ibn-sn-md", "resnet-patchgan", "dcgan-sky-advanced", "tarres-seg-separate", "unet-pixelgan-sn"],
 )
 def test_keras_file_reloads_with_same_outputs(name, tmp_path):
     cfg = reduced(name) if name != "tiny" else C.get_preset(name)
@@ -387,8 +411,13 @@ def test_forward_under_mixed_bfloat16():
 
 
 @pytest.mark.parametrize(
-    "name,sizes", [("tiny", (24, 30, 32)), ("resnet-patchgan", (26, 28)), ("dcgan-sky", (60, 64)),
-                   ("unet-pixelgan-bn", (24, 32, 40, 48))],
+    "name,sizes",
+    [
+        ("tiny", (24, 30, 32)),
+        ("resnet-patchgan", (26, 28)),
+        ("dcgan-sky", (60, 64)),
+        ("unet-pixelgan-bn", (24, 32, 40, 48)),
+    ],
 )
 def test_check_image_size_agrees_with_the_generator_itself(name, sizes):
     """Sizes the check accepts run to a same-sized output; the ones it rejects do not."""

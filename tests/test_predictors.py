@@ -19,7 +19,6 @@ import tensorflow as tf
 
 from colourise_tf import inference
 from colourise_tf.config import apply_overrides, get_preset, save_config, to_dict
-from colourise_tf.models import build_generator
 from colourise_tf.predictors import (
     KerasPredictor,
     SavedModelPredictor,
@@ -103,6 +102,7 @@ def photo(h: int = 61, w: int = 97, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     img = np.stack([r, g, b], -1) + rng.normal(0, 0.02, (h, w, 3))
     return np.clip(img * 255, 0, 255).astype(np.uint8)
+
 
 from helpers import make_run  # noqa: E402
 
@@ -204,9 +204,7 @@ def test_dropout_sampling_is_seeded_and_touches_nothing_else(tmp_path):
     # Deterministic inference is untouched: BN moving stats, SN u/v unchanged.
     for b, v in zip(before, pred.generator.weights):
         np.testing.assert_array_equal(b, v.numpy(), err_msg=v.path)
-    np.testing.assert_array_equal(
-        pred.chroma(g).numpy(), pred.generator(g, training=False).numpy()
-    )
+    np.testing.assert_array_equal(pred.chroma(g).numpy(), pred.generator(g, training=False).numpy())
 
 
 def test_noise_sampling(tmp_path):

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
-
-from colourise_tf import data, prepare, shards
 from test_data import _colour_noise
 from test_folder_decoding import PY_OPS, TFDS_BUILDER, _graph_op_types
+
+from colourise_tf import data, prepare, shards
 
 S = 16  # output side
 TOL = 6  # JPEG levels (a flat colour goes through up to two JPEG encodings)
@@ -23,8 +23,14 @@ TOL = 6  # JPEG levels (a flat colour goes through up to two JPEG encodings)
 # identifiable from its pixels after any crop, resize or flip.
 COLOURS = np.array(
     [
-        (220, 30, 20), (20, 40, 210), (30, 190, 40), (230, 200, 20),
-        (150, 30, 200), (20, 200, 210), (240, 120, 20), (110, 60, 30),
+        (220, 30, 20),
+        (20, 40, 210),
+        (30, 190, 40),
+        (230, 200, 20),
+        (150, 30, 200),
+        (20, 200, 210),
+        (240, 120, 20),
+        (110, 60, 30),
     ],
     np.uint8,
 )
@@ -242,8 +248,13 @@ def test_prepare_a_tfds_split(tmp_path):
     builder.download_and_prepare()
     out = str(tmp_path / "out")
     info = prepare.prepare_shards(
-        "colourise_exit_photos", out, split="train", data_dir=str(tmp_path / "tfds"),
-        num_shards=2, short_side=20, progress=False,
+        "colourise_exit_photos",
+        out,
+        split="train",
+        data_dir=str(tmp_path / "tfds"),
+        num_shards=2,
+        short_side=20,
+        progress=False,
     )
     assert info["examples"] == [32, 32] and info["grey_left_out"] == [] and info["skipped"] == []
     stored = [r for recs in _records(out) for r in recs]
@@ -273,7 +284,9 @@ def test_input_pipelines_read_disjoint_files(kind, prepared4, colours_dir):
         assert len(shards.read_info(source)["files"]) == 4
     parts = []
     for i in range(2):
-        ds = data.build_dataset(source, training=False, repeat=False, image_size=S, batch_size=3, input_context=_ctx(2, i))
+        ds = data.build_dataset(
+            source, training=False, repeat=False, image_size=S, batch_size=3, input_context=_ctx(2, i)
+        )
         parts.append(_identify(_all(ds)))
     assert all(parts)
     assert not set(parts[0]) & set(parts[1])
@@ -309,7 +322,9 @@ def test_skip_batches_continues_where_the_straight_run_is(kind, textured):
     source = textured[1] if kind == "prepared" else textured[0]
 
     def batches(skip: int, count: int):
-        ds = data.build_dataset(source, training=True, image_size=S, batch_size=2, masks=True, seed=5, skip_batches=skip)
+        ds = data.build_dataset(
+            source, training=True, image_size=S, batch_size=2, masks=True, seed=5, skip_batches=skip
+        )
         return [{k: v.numpy() for k, v in b.items()} for b in ds.take(count)]
 
     straight = batches(0, 5)  # 4 batches an epoch: batches 3 and 4 cross into epoch 2
@@ -360,9 +375,17 @@ def test_an_input_pipeline_without_a_colour_image_fails_instead_of_waiting(tmp_p
     ctx = tf.distribute.InputContext(2, 0, 2)
     with pytest.raises(data.NoUsableImagesError, match="no usable colour image"):
         data.build_dataset(str(order), image_size=16, batch_size=1, training=True, input_context=ctx)
-    batch = next(iter(data.build_dataset(
-        str(order), image_size=16, batch_size=1, training=True, input_context=tf.distribute.InputContext(2, 1, 2)
-    )))
+    batch = next(
+        iter(
+            data.build_dataset(
+                str(order),
+                image_size=16,
+                batch_size=1,
+                training=True,
+                input_context=tf.distribute.InputContext(2, 1, 2),
+            )
+        )
+    )
     assert batch["image"].shape == (1, 16, 16, 3)
 
 
@@ -429,10 +452,19 @@ def test_training_reads_prepared_shards_and_resizes_on_the_device(prepared4, tmp
     from colourise_tf.training.loop import run_training
     from colourise_tf.training.runtime import make_strategy
 
-    cfg = config_lib.apply_overrides(config_lib.get_preset("tiny"), [
-        f"data.dataset={prepared4}", "data.batch_size=4", "data.resize_on_device=on", "train.steps=4",
-        "train.steps_per_loop=2", "train.log_every=2", "train.image_every=4", "train.checkpoint_every=4",
-    ])
+    cfg = config_lib.apply_overrides(
+        config_lib.get_preset("tiny"),
+        [
+            f"data.dataset={prepared4}",
+            "data.batch_size=4",
+            "data.resize_on_device=on",
+            "train.steps=4",
+            "train.steps_per_loop=2",
+            "train.log_every=2",
+            "train.image_every=4",
+            "train.checkpoint_every=4",
+        ],
+    )
     result = run_training(cfg, tmp_path / "run", strategy=make_strategy("mirrored", cpu_replicas=2), progress=False)
     assert result.final_step == 4 and all(np.isfinite(v) for v in result.last_metrics.values())
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())

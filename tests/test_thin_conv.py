@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from colourise_tf.ops import thin_conv
-from colourise_tf.layers import ConvBlock
-from colourise_tf.ops.thin_conv import thin_output_conv2d, thin_output_wanted
-
 from helpers import assert_all_close, assert_matches_conv2d_transpose, values_and_grads
+
+from colourise_tf.layers import ConvBlock
+from colourise_tf.ops import thin_conv
+from colourise_tf.ops.thin_conv import thin_output_conv2d, thin_output_wanted
 
 
 @pytest.mark.parametrize(
@@ -60,7 +59,12 @@ def test_patchgan_output_block_uses_thin_path_in_training_only(monkeypatch):
 
 @pytest.mark.parametrize(
     "n, h, w, cin, cout, k, s, padding",
-    [(2, 6, 5, 7, 2, 4, 2, "SAME"), (1, 5, 5, 6, 1, 4, 2, "VALID"), (2, 4, 6, 5, 3, 3, 1, "SAME"), (1, 3, 4, 4, 2, 3, 3, "VALID")],
+    [
+        (2, 6, 5, 7, 2, 4, 2, "SAME"),
+        (1, 5, 5, 6, 1, 4, 2, "VALID"),
+        (2, 4, 6, 5, 3, 3, 1, "SAME"),
+        (1, 3, 4, 4, 2, 3, 3, "VALID"),
+    ],
 )
 def test_thin_output_transpose_equals_conv2d_transpose(n, h, w, cin, cout, k, s, padding):
     from colourise_tf.ops.thin_conv import thin_output_conv2d_transpose

@@ -45,7 +45,18 @@ def _generator_weights(workdir: Path) -> dict[str, np.ndarray]:
 
 def _run_cli(workdir: Path, *args: str, env_extra=None, timeout=600) -> subprocess.CompletedProcess:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_DETERMINISTIC_OPS="1", **(env_extra or {}))
-    cmd = [sys.executable, "-m", "colourise_tf.cli.train", "--preset", "tiny", "--workdir", str(workdir), "--no-progress", *FAST, *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "colourise_tf.cli.train",
+        "--preset",
+        "tiny",
+        "--workdir",
+        str(workdir),
+        "--no-progress",
+        *FAST,
+        *args,
+    ]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -195,8 +206,10 @@ def test_resume_refuses_other_model_or_data_settings_and_applies_new_learning_ra
     run_training(tiny("train.steps=2"), tmp_path, strategy="default", progress=False)
     saved_config = (tmp_path / "config.json").read_text()
     latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
-    for change, names in [(["model.gen_filters=4,8,8,8"], "model.gen_filters"),
-                          (["data.batch_size=4", "model.num_scales=2"], "model.num_scales.*data.batch_size")]:
+    for change, names in [
+        (["model.gen_filters=4,8,8,8"], "model.gen_filters"),
+        (["data.batch_size=4", "model.num_scales=2"], "model.num_scales.*data.batch_size"),
+    ]:
         with pytest.raises(ResumeMismatchError, match=names):
             run_training(tiny("train.steps=4", *change), tmp_path, strategy="default", progress=False)
         assert (tmp_path / "config.json").read_text() == saved_config  # left as it was
@@ -204,7 +217,9 @@ def test_resume_refuses_other_model_or_data_settings_and_applies_new_learning_ra
     # The data's location, loss weights and learning rates may change on resume.
     result = run_training(
         tiny("train.steps=3", "optim.gen_lr=1e-5", "data.data_dir=/elsewhere", "loss.reconstruction_weight=50"),
-        tmp_path, strategy="default", progress=False,
+        tmp_path,
+        strategy="default",
+        progress=False,
     )
     assert result.start_step == 2 and result.final_step == 3
     lrs = {}
@@ -299,9 +314,7 @@ def test_mirrored_two_replicas_equals_single_replica_update():
         ds = tf.data.Dataset.from_tensors(batch).unbatch().batch(4)
         dist = strategy.experimental_distribute_dataset(ds)
         metrics = trainer.train_step(next(iter(dist)))
-        return [v.numpy() for v in trainer.generator.trainable_variables], {
-            k: float(v) for k, v in metrics.items()
-        }
+        return [v.numpy() for v in trainer.generator.trainable_variables], {k: float(v) for k, v in metrics.items()}
 
     mirrored = make_strategy("mirrored", cpu_replicas=2)
     assert mirrored.num_replicas_in_sync == 2
@@ -344,7 +357,9 @@ def test_mirrored_resume_continues_the_input_exactly(tmp_path, caplog, input_dis
     strategy = make_strategy("mirrored", cpu_replicas=2)
     assert strategy.num_replicas_in_sync == 2
     cfg = lambda steps: tiny(  # noqa: E731
-        f"train.steps={steps}", "data.batch_size=4", "train.deterministic_ops=true",
+        f"train.steps={steps}",
+        "data.batch_size=4",
+        "train.deterministic_ops=true",
         f"train.input_distribution={input_distribution}",
     )
     run_training(cfg(4), tmp_path / "straight", strategy=strategy, progress=False)
@@ -367,8 +382,19 @@ def test_mirrored_resume_continues_the_input_exactly(tmp_path, caplog, input_dis
 
 def test_sigterm_writes_checkpoint_and_resume_continues(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    cmd = [sys.executable, "-m", "colourise_tf.cli.train", "--preset", "tiny", "--workdir", str(tmp_path),
-           "--no-progress", *FAST, "train.steps=100000", "train.checkpoint_every=100000"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "colourise_tf.cli.train",
+        "--preset",
+        "tiny",
+        "--workdir",
+        str(tmp_path),
+        "--no-progress",
+        *FAST,
+        "train.steps=100000",
+        "train.checkpoint_every=100000",
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     logs = tmp_path / "logs"
     deadline = time.time() + 240
@@ -414,8 +440,18 @@ def test_cli_errors_found_while_starting_are_one_line_exit_2(tmp_path, capsys, m
 def test_segmentation_presets_without_labels_are_a_clear_error(tmp_path, capsys):
     from colourise_tf.cli.train import main
 
-    code = main(["--preset", "tarres-seg-shared", "--workdir", str(tmp_path / "seg"), "--no-progress",
-                 "model.gen_filters=4,4,4,4,4,4,4", "model.image_size=128", "train.steps=1"])
+    code = main(
+        [
+            "--preset",
+            "tarres-seg-shared",
+            "--workdir",
+            str(tmp_path / "seg"),
+            "--no-progress",
+            "model.gen_filters=4,4,4,4,4,4,4",
+            "model.image_size=128",
+            "train.steps=1",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "data.segmentation_key" in err and "Traceback" not in err
     assert not (tmp_path / "seg").exists()  # nothing created for a run that cannot start
@@ -459,7 +495,9 @@ def test_every_preset_runs_one_step(tmp_path):
             )
         if cfg.model.n_classes:
             continue  # needs a dataset with segmentation maps (covered in test_losses)
-        run_training(config_lib.apply_overrides(cfg, over), tmp_path / name, strategy="default", progress=False, **kwargs)
+        run_training(
+            config_lib.apply_overrides(cfg, over), tmp_path / name, strategy="default", progress=False, **kwargs
+        )
 
 
 def _free_ports(n):
@@ -483,9 +521,23 @@ def _start_workers(tmp_path, ports, *args):
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=json.dumps(tf_config))
-        cmd = [sys.executable, "-m", "colourise_tf.cli.train", "--preset", "tiny", "--workdir", str(tmp_path),
-               "--no-progress", "--strategy", "multiworker", *FAST, *args]
-        procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        cmd = [
+            sys.executable,
+            "-m",
+            "colourise_tf.cli.train",
+            "--preset",
+            "tiny",
+            "--workdir",
+            str(tmp_path),
+            "--no-progress",
+            "--strategy",
+            "multiworker",
+            *FAST,
+            *args,
+        ]
+        procs.append(
+            subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        )
     return procs
 
 
@@ -495,7 +547,7 @@ def test_multiworker_two_local_processes(tmp_path):
     auto: resolving it must not start TensorFlow before the collectives are configured."""
     procs = _start_workers(tmp_path, _free_ports(2), "train.steps=2", "train.precision=auto")
     outs = [p.communicate(timeout=600) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["final_step"] == 2 and summary["replicas"] == 2
@@ -508,8 +560,9 @@ def test_multiworker_preemption_saves_on_every_worker_and_resumes(tmp_path):
     """SIGTERM to one of two workers (a pre-empted VM): through
     ``PreemptionCheckpointHandler`` both agree on a step, save, and exit with 130;
     restarted, the run resumes from that checkpoint and finishes."""
-    procs = _start_workers(tmp_path, _free_ports(2), "train.steps=100000", "train.checkpoint_every=100000",
-                           "train.image_every=100000")
+    procs = _start_workers(
+        tmp_path, _free_ports(2), "train.steps=100000", "train.checkpoint_every=100000", "train.image_every=100000"
+    )
     logs = tmp_path / "logs"
     deadline = time.time() + 300
     while time.time() < deadline and not (logs.is_dir() and any(logs.iterdir())):
@@ -630,8 +683,14 @@ def test_separate_decoders_train_in_the_seed_two_stages():
 
     cfg = config_lib.apply_overrides(
         config_lib.get_preset("tarres-seg-separate"),
-        ["model.gen_filters=4,4", "model.image_size=16", "model.n_classes=3", "train.seg_pretrain_steps=1",
-         "train.precision=float32", "model.gen_dropout=0"],
+        [
+            "model.gen_filters=4,4",
+            "model.image_size=16",
+            "model.n_classes=3",
+            "train.seg_pretrain_steps=1",
+            "train.precision=float32",
+            "model.gen_dropout=0",
+        ],
     )
     trainer = GANTrainer(cfg, tf.distribute.get_strategy())
     rng = np.random.default_rng(0)
@@ -644,8 +703,12 @@ def test_separate_decoders_train_in_the_seed_two_stages():
         groups = {"encoder": "enc", "colour": ("dec", "chroma_conv"), "segmentation": ("seg_dec", "segmentation_conv")}
         out = {}
         for group, prefixes in groups.items():
-            out[group] = [v.numpy().copy() for layer in trainer.generator.layers
-                          if layer.name.startswith(prefixes) for v in layer.trainable_variables]
+            out[group] = [
+                v.numpy().copy()
+                for layer in trainer.generator.layers
+                if layer.name.startswith(prefixes)
+                for v in layer.trainable_variables
+            ]
             assert out[group], group
         return out
 

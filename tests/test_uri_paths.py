@@ -16,13 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import S, make_run  # noqa: E402
 
 from colourise_tf import evaluate
 from colourise_tf.predictors import KerasPredictor, SavedModelPredictor, TFLitePredictor, load_predictor
 from colourise_tf.serving import savedmodel as sm
 from colourise_tf.serving import tflite as tl
-
-from helpers import S, make_run  # noqa: E402
 
 gfile = tf.io.gfile
 
@@ -239,8 +238,23 @@ def test_eval_cli_ram_models_and_ram_out(ram_run, ram_savedmodel, ram_tflite, ra
     prefix = f"{ram_run}/checkpoints/ckpt-1"
     rc = evaluate.main(
         [
-            "--model", ram_savedmodel, "--model", ram_tflite["float32"], "--model", ram_run, "--model", prefix,
-            "--perceptual-weights", "none", "--limit", "2", "--dataset", "samples", "--out", out, "--no-progress",
+            "--model",
+            ram_savedmodel,
+            "--model",
+            ram_tflite["float32"],
+            "--model",
+            ram_run,
+            "--model",
+            prefix,
+            "--perceptual-weights",
+            "none",
+            "--limit",
+            "2",
+            "--dataset",
+            "samples",
+            "--out",
+            out,
+            "--no-progress",
         ]
     )
     assert rc == 0, capsys.readouterr().err
@@ -291,8 +305,6 @@ def test_eval_cli_refuses_a_ram_out_that_is_a_file(ram_root, capsys, monkeypatch
 
 
 def test_eval_cli_missing_ram_model_exits_2(ram_root, capsys, clean_cwd):
-    rc = evaluate.main(
-        ["--model", f"{ram_root}/missing", "--perceptual-weights", "none", "--out", f"{ram_root}/o"]
-    )
+    rc = evaluate.main(["--model", f"{ram_root}/missing", "--perceptual-weights", "none", "--out", f"{ram_root}/o"])
     assert rc == 2 and "does not exist" in capsys.readouterr().err
     assert not gfile.exists(f"{ram_root}/o")

@@ -39,7 +39,9 @@ def _make(target: str, **variables: str) -> subprocess.CompletedProcess:
     args = ["make", "-C", str(REPO), target, f"VENV={sys.prefix}"]
     args += [f"{k}={v}" for k, v in variables.items()]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, f"{shlex.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, (
+        f"{shlex.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
     return proc
 
 
@@ -116,16 +118,21 @@ def test_readme_user_path_on_the_default_model(tmp_path):
             assert lab.shape[:2] == (h, w), (label, name)
             outputs[label][name] = lab
     for label, bound in DELTA_E2000_BOUNDS.items():
-        de = np.concatenate(
-            [deltaE_ciede2000(outputs["keras"][n], outputs[label][n]).ravel() for n in sizes]
-        )
+        de = np.concatenate([deltaE_ciede2000(outputs["keras"][n], outputs[label][n]).ravel() for n in sizes])
         print(f"{label}: mean CIEDE2000 {de.mean():.4f} (p99 {np.percentile(de, 99):.3f}) vs the Keras model")
         assert de.mean() <= bound, f"{label}: mean CIEDE2000 {de.mean():.3f} > {bound}"
 
     eval_out = tmp_path / "eval"
     eval_models = " ".join(str(m) for m in models.values())
-    _make("eval", WORKDIR=str(run), EVAL_MODELS=eval_models, DATASET="samples", PERCEPTUAL="none",
-          EVAL_OUT=str(eval_out), LIMIT="4")
+    _make(
+        "eval",
+        WORKDIR=str(run),
+        EVAL_MODELS=eval_models,
+        DATASET="samples",
+        PERCEPTUAL="none",
+        EVAL_OUT=str(eval_out),
+        LIMIT="4",
+    )
     report = json.loads((eval_out / "evaluation.json").read_text())
     assert len(report["models"]) == len(models)
     for entry in report["models"]:

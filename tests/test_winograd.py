@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from colourise_tf.ops import winograd
-from colourise_tf.layers import ConvBlock, SpectralNorm, conv_forward
-from colourise_tf.ops.winograd import TILE, toom_cook, winograd_conv2d, winograd_wanted
-
 from helpers import assert_all_close, values_and_grads
+
+from colourise_tf.layers import ConvBlock, SpectralNorm, conv_forward
+from colourise_tf.ops import winograd
+from colourise_tf.ops.winograd import TILE, toom_cook, winograd_conv2d, winograd_wanted
 
 
 @pytest.mark.parametrize("m, r", [(4, 3), (3, 4), (2, 5), (2, 3), (2, 4)])

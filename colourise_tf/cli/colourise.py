@@ -46,6 +46,7 @@ import math
 import os
 import re
 import sys
+
 # TensorFlow's C++ start-up chatter is noise for command-line users (set it to 0 to see it).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from collections.abc import Callable, Sequence
@@ -181,9 +182,7 @@ def expand_inputs(
             found = [expanded]
         else:
             try:
-                found = [
-                    f for f in list_image_files(expanded) if not (is_output_name(f) and _inside(f, exclude))
-                ]
+                found = [f for f in list_image_files(expanded) if not (is_output_name(f) and _inside(f, exclude))]
             except FileNotFoundError:
                 found = []
         if not found:
@@ -422,9 +421,19 @@ def colourise_files(
             results.append(result)
             try:
                 _colourise_one(
-                    path, base, ext, predictor, outdir, result, is_input,
-                    saturation=saturation, compare=compare, sample_ids=sample_ids,
-                    mask=mask, hints=hints, skip_existing=skip_existing,
+                    path,
+                    base,
+                    ext,
+                    predictor,
+                    outdir,
+                    result,
+                    is_input,
+                    saturation=saturation,
+                    compare=compare,
+                    sample_ids=sample_ids,
+                    mask=mask,
+                    hints=hints,
+                    skip_existing=skip_existing,
                 )
             except Exception as err:  # one bad file never stops the batch
                 result.error = _reason(err, path)
@@ -532,37 +541,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or globs")
     p.add_argument("-o", "--outdir", default=DEFAULT_OUTDIR, help=f"output folder (default: ./{DEFAULT_OUTDIR})")
     p.add_argument(
-        "-m", "--model", default=None,
+        "-m",
+        "--model",
+        default=None,
         help=(
             "run directory, checkpoint prefix, SavedModel / TF Serving directory or .tflite file "
             f"(default: $COLOURISE_MODEL, else {DEFAULT_MODEL})"
         ),
     )
     p.add_argument(
-        "-f", "--format", choices=("png", "jpg"), default=None,
+        "-f",
+        "--format",
+        choices=("png", "jpg"),
+        default=None,
         help="output format (default: jpg for JPEG inputs, png otherwise; alpha images are always png)",
     )
     p.add_argument(
-        "-s", "--saturation", type=float, default=1.0,
+        "-s",
+        "--saturation",
+        type=float,
+        default=1.0,
         help="chroma gain: 1 = as predicted, 0 = grey, 2 = twice as vivid (default 1)",
     )
-    p.add_argument("--compare", action="store_true", help="also write grey | colourised side by side (<stem>_colourised_compare)")
     p.add_argument(
-        "--samples", type=int, default=1, metavar="N",
+        "--compare", action="store_true", help="also write grey | colourised side by side (<stem>_colourised_compare)"
+    )
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=1,
+        metavar="N",
         help="N different colourisations per input (models with noise or dropout; default 1)",
     )
     p.add_argument(
-        "--mask", metavar="FILE",
+        "--mask",
+        metavar="FILE",
         help="partial-mask models: black/white mask, white = hint region (models trained with "
         "loss.mask_target=partial colour only there, and everywhere without --mask)",
     )
     p.add_argument(
-        "--hints", metavar="FILE",
+        "--hints",
+        metavar="FILE",
         help="partial-mask models: RGB image whose colours inside the mask are the hints "
         "(default: none; pass the input itself to keep its own colours there)",
     )
     p.add_argument(
-        "--skip-existing", action="store_true",
+        "--skip-existing",
+        action="store_true",
         help="skip inputs whose outputs exist already (default: replace earlier outputs)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes (errors are still printed)")
@@ -648,9 +673,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(f"cannot create output folder {outdir!r}: {err.strerror or err}")
     progress = not args.quiet and len(files) > PROGRESS_MIN_FILES and sys.stderr.isatty()
     results = colourise_files(
-        files, predictor, outdir,
-        fmt=args.format, saturation=args.saturation, compare=args.compare, samples=args.samples,
-        mask=mask, hints=hints, skip_existing=args.skip_existing, progress=progress,
+        files,
+        predictor,
+        outdir,
+        fmt=args.format,
+        saturation=args.saturation,
+        compare=args.compare,
+        samples=args.samples,
+        mask=mask,
+        hints=hints,
+        skip_existing=args.skip_existing,
+        progress=progress,
     )
     return 0 if all(r.ok for r in results) and not unmatched else 1
 

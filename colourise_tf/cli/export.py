@@ -56,8 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--output-format", choices=savedmodel.OUTPUT_FORMATS, default="png")
     sm.add_argument("--jpeg-quality", type=_positive_int, default=95)
     sm.add_argument(
-        "--png-compression", type=int, choices=range(10), default=savedmodel.DEFAULT_PNG_COMPRESSION,
-        metavar="0-9", help=f"zlib level of PNG outputs (default {savedmodel.DEFAULT_PNG_COMPRESSION})",
+        "--png-compression",
+        type=int,
+        choices=range(10),
+        default=savedmodel.DEFAULT_PNG_COMPRESSION,
+        metavar="0-9",
+        help=f"zlib level of PNG outputs (default {savedmodel.DEFAULT_PNG_COMPRESSION})",
     )
     sm.add_argument(
         "--max-pixels",
@@ -104,8 +108,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from colourise_tf.serving.savedmodel import export_savedmodel, write_models_config
 
             path = export_savedmodel(
-                args.source, args.base_dir, args.version, output_format=args.output_format,
-                max_pixels=args.max_pixels, jpeg_quality=args.jpeg_quality,
+                args.source,
+                args.base_dir,
+                args.version,
+                output_format=args.output_format,
+                max_pixels=args.max_pixels,
+                jpeg_quality=args.jpeg_quality,
                 png_compression=args.png_compression,
             )
             config = write_models_config(args.base_dir, args.model_name, base_path=args.models_config_base_path)
@@ -118,8 +126,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if bad or not variants:
                 parser.error(f"--variants: unknown {bad}; choose from {','.join(VARIANTS)}")
             paths = export_tflite(
-                args.source, args.out_dir, variants, name=args.name, calibration_steps=args.calibration_steps,
-                calibration_source=args.calibration_data, integer_io=args.integer_io,
+                args.source,
+                args.out_dir,
+                variants,
+                name=args.name,
+                calibration_steps=args.calibration_steps,
+                calibration_source=args.calibration_data,
+                integer_io=args.integer_io,
             )
             print(json.dumps({v: str(p) for v, p in paths.items()}))
     except (RunDirectoryError, FileExistsError, ValueError) as e:

@@ -26,7 +26,6 @@ from colourise_tf import config as config_lib  # noqa: E402
 from colourise_tf.config import PRECISIONS, STRATEGIES  # noqa: E402
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="colourise-train",
@@ -44,19 +43,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="TFDS data_dir")
     p.add_argument("--manual-dir", help="TFDS manual_dir (ImageNet tarballs)")
     p.add_argument(
-        "--workdir", default=None,
+        "--workdir",
+        default=None,
         help="run directory: a path or a URI TensorFlow writes, e.g. gs://bucket/run (default runs/<preset>)",
     )
     p.add_argument("--strategy", choices=STRATEGIES, help="tf.distribute strategy")
     p.add_argument(
-        "--cpu-replicas", type=int, metavar="N",
+        "--cpu-replicas",
+        type=int,
+        metavar="N",
         help="split the CPU into N logical devices and train on them as N replicas (mirrored), "
         "to rehearse a multi-replica run (same as train.cpu_replicas=N)",
     )
     p.add_argument("--precision", choices=PRECISIONS, help="dtype policy; auto picks per device")
     p.add_argument("--steps", type=int, help="total training steps (same as train.steps=N)")
     p.add_argument(
-        "--steps-per-loop", type=int, metavar="N",
+        "--steps-per-loop",
+        type=int,
+        metavar="N",
         help="training steps per tf.function call (same as train.steps_per_loop=N; TPUs want 10s-100s)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -157,7 +161,6 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf  # heavy imports after parsing
 
     from colourise_tf import data as data_lib
-
     from colourise_tf.training.loop import NonFiniteLossError, run_training
 
     try:

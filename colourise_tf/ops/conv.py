@@ -121,7 +121,10 @@ def _gemm_pads(x, kernel, strides, padding: str, explicit_padding: int | None):
     rows = n * ((h + sum(pads[0]) - kh) // sh + 1) * ((w + sum(pads[1]) - kw) // sw + 1)
     if not gemm_conv.gemm_conv_wanted(rows, kernel.shape, strides, x.dtype, training=True):
         return None
-    if rows > gemm_conv.MAX_ROWS_VS_WINOGRAD and _winograd_pads(x, kernel, strides, padding, explicit_padding) is not None:
+    if (
+        rows > gemm_conv.MAX_ROWS_VS_WINOGRAD
+        and _winograd_pads(x, kernel, strides, padding, explicit_padding) is not None
+    ):
         return None
     return pads
 

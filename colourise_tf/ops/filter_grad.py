@@ -109,8 +109,7 @@ def _shifted_matmul(src, other, kernel_shape, strides, padding):
     grad = tf.reshape(tf.transpose(other, [1, 0, 2, 3]), [oh * n * ow, cout])
     width = ka * s * s * cin
     parts = [
-        tf.matmul(grad, tf.reshape(wide[a : a + oh], [oh * n * ow, width]), transpose_a=True)
-        for a in range(ka)
+        tf.matmul(grad, tf.reshape(wide[a : a + oh], [oh * n * ow, width]), transpose_a=True) for a in range(ka)
     ]  # each [C_out, (b, p, q, C_in)]
     g = tf.reshape(tf.stack(parts), [ka, cout, ka, s, s, cin])
     return tf.reshape(tf.transpose(g, [0, 3, 2, 4, 5, 1]), [k, k, cin, cout])

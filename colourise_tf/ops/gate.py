@@ -22,7 +22,7 @@ CPU_KERNEL_SCOPE = "cpu_kernel"
 _mode = "auto"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_only() -> bool:
     """Whether TensorFlow sees no GPU and no TPU (initialises the runtime; cached)."""
     return not tf.config.list_logical_devices("GPU") and not tf.config.list_logical_devices("TPU")

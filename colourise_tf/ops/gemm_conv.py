@@ -40,16 +40,17 @@ DTYPES = ("float32",)
 def gemm_conv_wanted(rows: int, kernel_shape, strides, dtype, training: bool) -> bool:
     """Whether :func:`colourise_tf.ops.conv2d` uses this module's convs.
 
-    Training where the CPU-kernel gate allows (by default on a CPU-only host), float32, at most ``MAX_ROWS`` positions on the
-    layer's small side (``MAX_ROWS_AVX512`` on CPUs with AVX-512, see
+    Training where the CPU-kernel gate allows (by default on a CPU-only host), float32,
+    at most ``MAX_ROWS`` positions on the layer's small side (``MAX_ROWS_AVX512`` on CPUs with AVX-512, see
     :func:`_avx512`; the output of a conv, the input of a transposed conv; batch
     included), ``C_in x C_out >=
     MIN_CHANNEL_PRODUCT``, and a square kernel whose size is a multiple of the square
-    stride. (:func:`colourise_tf.ops.conv2d_transpose` also leaves convs with more
+    stride. (:func:`colourise_tf.ops.conv2d` also leaves convs with more
     than ``MAX_ROWS_VS_WINOGRAD`` rows to Winograd where that applies.)
 
     Measured fwd+bwd with one thread at batch 4 on AMD Zen 3 (AVX2), first of two
-    runs (the second within 20%), against the TF path :func:`colourise_tf.ops.conv2d_transpose` took before (``benchmarks/layer_kernels.py --only gemm
+    runs (the second within 20%), against the TF path :func:`colourise_tf.ops.conv2d` took before
+    (``benchmarks/layer_kernels.py --only gemm
     --intra-op-threads 1``): U-Net transposed convs 1024->512 4.9x at 64 rows and
     2.2x at 256, 512->512 5.9x at 16, 1024->256 2.25x at 256 and 1.47x at 1024;
     encoder convs 512->512 7.1x at 16 rows, 3.9x at 64, 2.0x at 256, 256->512 1.7x at
@@ -75,7 +76,7 @@ def gemm_conv_wanted(rows: int, kernel_shape, strides, dtype, training: bool) ->
     return rows <= (MAX_ROWS_AVX512 if _avx512() else MAX_ROWS)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _avx512() -> bool:
     """Whether the CPU has AVX-512, whose oneDNN float32 kernels beat these GEMMs from
     fewer rows on than AVX2's do (:data:`MAX_ROWS_AVX512`)."""

@@ -44,7 +44,7 @@ MIN_CHANNELS = 128
 DTYPES = ("float32",)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def toom_cook(m: int, r: int, points: tuple[float, ...] = _POINTS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(AT, G, BT)`` of the 1-D algorithm F(m, r) for correlation, in float64.
 
@@ -75,7 +75,8 @@ def winograd_wanted(kernel_shape, strides, out_hw, dtype, training: bool) -> boo
     """Whether :func:`colourise_tf.ops.conv2d` uses :func:`winograd_conv2d`.
 
     Training only (inference and exported graphs keep the plain conv op), on a host
-    where the CPU-kernel gate allows (:func:`colourise_tf.ops.gate.cpu_kernels_enabled`), float32 (:data:`DTYPES`), stride 1,
+    where the CPU-kernel gate allows (:func:`colourise_tf.ops.gate.cpu_kernels_enabled`),
+    float32 (:data:`DTYPES`), stride 1,
     square ``3x3``/``4x4``/``5x5`` kernels, at least ``MIN_CHANNELS`` input and
     output channels (the per-tile GEMMs must be worth a kernel call) and at least two
     output tiles per side.

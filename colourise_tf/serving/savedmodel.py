@@ -82,8 +82,8 @@ import tensorflow as tf
 
 from colourise_tf import colour, fileio, inference
 from colourise_tf.config import ExperimentConfig, to_dict
-from colourise_tf.models import generator_input_channels
 from colourise_tf.fileio import atomic_write_text
+from colourise_tf.models import generator_input_channels
 from colourise_tf.runs import load_run
 
 __all__ = [
@@ -186,8 +186,10 @@ def image_header_shape(contents: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     def unknown():
         check = tf.debugging.Assert(
             False,
-            ["Unsupported or empty image data (JPEG, PNG, GIF or BMP expected); length in bytes:",
-             tf.strings.length(contents)],
+            [
+                "Unsupported or empty image data (JPEG, PNG, GIF or BMP expected); length in bytes:",
+                tf.strings.length(contents),
+            ],
         )
         with tf.control_dependencies([check]):
             return tf.zeros([2], tf.int64)
@@ -221,8 +223,13 @@ def _check_pixels(h: tf.Tensor, w: tf.Tensor, max_pixels: int, when: str) -> tf.
     ok = tf.logical_and(tf.logical_and(h > 0, w > 0), h * w <= max_pixels)
     return tf.debugging.Assert(
         ok,
-        [f"Image size ({when}): height", h, "width", w,
-         f"must be positive with at most {max_pixels} pixels (the export's max_pixels)"],
+        [
+            f"Image size ({when}): height",
+            h,
+            "width",
+            w,
+            f"must be positive with at most {max_pixels} pixels (the export's max_pixels)",
+        ],
     )
 
 
@@ -299,9 +306,7 @@ class ColouriseServingModule(tf.Module):
         self.serving_default = tf.function(self._serve, input_signature=[images])
         self.serving_saturation = tf.function(self._serve_saturation, input_signature=[images, saturation])
         self.serving_rest = tf.function(self._serve_rest, input_signature=[images])
-        self.serving_saturation_rest = tf.function(
-            self._serve_saturation_rest, input_signature=[images, saturation]
-        )
+        self.serving_saturation_rest = tf.function(self._serve_saturation_rest, input_signature=[images, saturation])
         self.predict_ab = tf.function(
             self._predict_ab, input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32, name="L")]
         )
@@ -487,12 +492,21 @@ def save_serving_model(
     """
     export_dir = fileio.local_path_or_uri(export_dir)
     module = ColouriseServingModule(
-        generator, cfg, output_format=output_format, max_pixels=max_pixels, jpeg_quality=jpeg_quality,
+        generator,
+        cfg,
+        output_format=output_format,
+        max_pixels=max_pixels,
+        jpeg_quality=jpeg_quality,
         png_compression=png_compression,
     )
     meta = export_metadata(
-        cfg, step=step, checkpoint=checkpoint, output_format=output_format,
-        max_pixels=max_pixels, jpeg_quality=jpeg_quality, png_compression=png_compression,
+        cfg,
+        step=step,
+        checkpoint=checkpoint,
+        output_format=output_format,
+        max_pixels=max_pixels,
+        jpeg_quality=jpeg_quality,
+        png_compression=png_compression,
     )
     with tempfile.TemporaryDirectory(prefix="colourise_assets_") as tmp:
         cfg_path = Path(tmp) / CONFIG_ASSET
@@ -570,8 +584,14 @@ def export_savedmodel(
     tmp = fileio.join(base, f".tmp-{version}-{uuid.uuid4().hex[:8]}")  # not an integer: TF Serving ignores it
     try:
         save_serving_model(
-            run.generator, run.cfg, tmp, step=run.step, checkpoint=run.checkpoint,
-            output_format=output_format, max_pixels=max_pixels, jpeg_quality=jpeg_quality,
+            run.generator,
+            run.cfg,
+            tmp,
+            step=run.step,
+            checkpoint=run.checkpoint,
+            output_format=output_format,
+            max_pixels=max_pixels,
+            jpeg_quality=jpeg_quality,
             png_compression=png_compression,
         )
         if fileio.exists(target):
@@ -595,7 +615,7 @@ def _move_tree_remote(src: str, dst: str) -> None:
     src = src.rstrip("/")
     files: list[tuple[str, str]] = []  # (source file, path relative to src)
     for folder, _, names in gfile.walk(src):
-        rel = folder.rstrip("/")[len(src):].strip("/")
+        rel = folder.rstrip("/")[len(src) :].strip("/")
         files += [(posixpath.join(folder, name), posixpath.join(rel, name) if rel else name) for name in names]
     files.sort(key=lambda f: (f[1] in ("saved_model.pb", "saved_model.pbtxt"), f[1]))
     try:

@@ -45,9 +45,9 @@ import os
 import posixpath
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import keras
 import numpy as np
@@ -56,8 +56,8 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 
 from colourise_tf import colour, fileio, inference
 from colourise_tf.config import ExperimentConfig, save_config
-from colourise_tf.models import generator_input_channels
 from colourise_tf.fileio import atomic_write_bytes
+from colourise_tf.models import generator_input_channels
 from colourise_tf.runs import LoadedRun, load_run
 
 __all__ = [
@@ -443,13 +443,22 @@ def export_tflite(
             child_error = None
             if in_child:
                 model, child_error = _convert_int8_in_subprocess(
-                    source, calibration_steps=calibration_steps, calibration_source=calibration_source,
-                    integer_io=integer_io, log=log, run=run,
+                    source,
+                    calibration_steps=calibration_steps,
+                    calibration_source=calibration_source,
+                    integer_io=integer_io,
+                    log=log,
+                    run=run,
                 )
             else:
                 model = convert_generator(
-                    run.generator, run.cfg, variant, calibration_steps=calibration_steps,
-                    calibration_source=calibration_source, integer_io=integer_io, log=log,
+                    run.generator,
+                    run.cfg,
+                    variant,
+                    calibration_steps=calibration_steps,
+                    calibration_source=calibration_source,
+                    integer_io=integer_io,
+                    log=log,
                 )
             summary = _op_summary(model)
             if variant == "int8":
@@ -459,7 +468,11 @@ def export_tflite(
             atomic_write_bytes(path, model)
             paths[variant] = path
             entry: dict[str, Any] = {
-                "file": file, "bytes": len(model), "step": run.step, **_io_details(model), **summary,
+                "file": file,
+                "bytes": len(model),
+                "step": run.step,
+                **_io_details(model),
+                **summary,
             }
             if variant == "int8":
                 entry["calibration"] = {"source": calibration_source, "steps": calibration_steps}
@@ -488,7 +501,9 @@ def _remove_stale(out: str | os.PathLike, files: Sequence[str | None]) -> None:
             fileio.remove(path)
             logging.getLogger(__name__).warning(
                 "removed %s: exported from another checkpoint or configuration than the new "
-                "%s (its sidecar entry is gone)", path, out,
+                "%s (its sidecar entry is gone)",
+                path,
+                out,
             )
 
 
@@ -530,7 +545,8 @@ def _check_int8(
     if summary["float_ops"]:
         logging.getLogger(__name__).warning(
             "int8: operators kept in float (between DEQUANTIZE/QUANTIZE): %s; converter said: %s",
-            summary["float_ops"], converter_errors or "nothing",
+            summary["float_ops"],
+            converter_errors or "nothing",
         )
 
 
@@ -574,8 +590,16 @@ def _convert_int8_in_subprocess(
             # latest by the time the child starts (training may still be writing).
             child_source = run.checkpoint
         args = [
-            sys.executable, "-X", "faulthandler", "-c", _CHILD.format(root=root), child_source, str(model_path),
-            str(calibration_steps), calibration_source, "1" if integer_io else "0",
+            sys.executable,
+            "-X",
+            "faulthandler",
+            "-c",
+            _CHILD.format(root=root),
+            child_source,
+            str(model_path),
+            str(calibration_steps),
+            calibration_source,
+            "1" if integer_io else "0",
         ]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}  # all of it goes to the conversion log
         proc = subprocess.run(args, capture_output=True, text=True, env=env)
@@ -617,8 +641,12 @@ def _child_convert_int8(source: str, model_path: str, steps: str, calibration_so
     # everything it printed through the pipe.
     run = load_run(source)
     model = convert_generator(
-        run.generator, run.cfg, "int8", calibration_steps=int(steps),
-        calibration_source=calibration_source, integer_io=integer_io == "1",
+        run.generator,
+        run.cfg,
+        "int8",
+        calibration_steps=int(steps),
+        calibration_source=calibration_source,
+        integer_io=integer_io == "1",
     )
     try:
         _invoke_once(model)

@@ -29,10 +29,10 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from colourise_tf import data as data_lib
-from colourise_tf.config import ExperimentConfig, save_config
-from colourise_tf.ops import cpu_only
 from colourise_tf import fileio
+from colourise_tf.config import ExperimentConfig, save_config
 from colourise_tf.fileio import atomic_write_text, atomic_writer
+from colourise_tf.ops import cpu_only
 
 from .runtime import configure_cpu_replicas, configure_threads, describe_devices, make_strategy, set_precision
 from .trainer import GANTrainer
@@ -260,7 +260,7 @@ def _split_over_replicas(strategy: tf.distribute.Strategy, batch):
         def piece(t):
             bounds = _slice_bounds(int(tf.shape(t)[0]), n)
             with tf.device(devices[i]):
-                return tf.identity(t[bounds[i]:bounds[i + 1]])
+                return tf.identity(t[bounds[i] : bounds[i + 1]])
 
         return tf.nest.map_structure(piece, batch)
 
@@ -438,8 +438,13 @@ def run_training(
     previous_policy = keras.mixed_precision.global_policy()
     try:
         return _run_training(
-            cfg, workdir, strategy=strategy, precision=precision, max_steps=max_steps,
-            progress=progress, feature_model=feature_model,
+            cfg,
+            workdir,
+            strategy=strategy,
+            precision=precision,
+            max_steps=max_steps,
+            progress=progress,
+            feature_model=feature_model,
         )
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
@@ -472,7 +477,10 @@ def _run_training(
         strategy = make_strategy(strategy or tc.strategy, cpu_replicas=tc.cpu_replicas)
     log.info(
         "%s; global batch %d (data.batch_size); precision %s; CPU-only kernels: %s",
-        describe_devices(strategy), cfg.data.batch_size, policy, tc.cpu_kernels,
+        describe_devices(strategy),
+        cfg.data.batch_size,
+        policy,
+        tc.cpu_kernels,
     )
     is_chief, scratch = _worker_role(strategy)
     if not is_chief:
@@ -520,7 +528,8 @@ def _run_training(
         iterator_saved = restore_iterator = False
         log.info(
             "input: per replica (pipeline %d of %d on this worker), batches of %d per replica",
-            contexts[0].input_pipeline_id + 1, contexts[0].num_input_pipelines,
+            contexts[0].input_pipeline_id + 1,
+            contexts[0].num_input_pipelines,
             cfg.data.batch_size // strategy.num_replicas_in_sync,
         )
     else:
@@ -534,7 +543,8 @@ def _run_training(
         if mode == "host":
             log.info(
                 "input: global batches of %d split over %d replicas on the host",
-                cfg.data.batch_size, strategy.num_replicas_in_sync,
+                cfg.data.batch_size,
+                strategy.num_replicas_in_sync,
             )
     # Created and written once the run is known to start (bad settings or data leave no
     # empty directory, a rejected resume leaves the old config).
@@ -550,7 +560,8 @@ def _run_training(
     if start_step:
         log.info(
             "input resumes %s",
-            "from the iterator saved in the checkpoint" if restore_iterator
+            "from the iterator saved in the checkpoint"
+            if restore_iterator
             else f"by skipping the first {start_step} steps' batches (same seeded order)",
         )
     manager = tf.train.CheckpointManager(ckpt, fileio.join(workdir, "checkpoints"), max_to_keep=tc.keep_checkpoints)

@@ -31,8 +31,7 @@ class FusedAdam(keras.optimizers.Adam):
             return super().update_step(gradient, variable, learning_rate)
         idx = self._get_variable_index(variable)
         var = variable.value if isinstance(variable, keras.Variable) else variable
-        m, v = (s.value if isinstance(s, keras.Variable) else s
-                for s in (self._momentums[idx], self._velocities[idx]))
+        m, v = (s.value if isinstance(s, keras.Variable) else s for s in (self._momentums[idx], self._velocities[idx]))
         dtype = var.dtype
         step = tf.cast(self.iterations + 1, dtype)
         beta_1 = tf.cast(self.beta_1, dtype)

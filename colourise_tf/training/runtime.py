@@ -49,7 +49,9 @@ def configure_cpu_replicas(n: int) -> int:
     return have
 
 
-def make_strategy(name: str = "default", tpu_address: str | None = None, cpu_replicas: int = 0) -> tf.distribute.Strategy:
+def make_strategy(
+    name: str = "default", tpu_address: str | None = None, cpu_replicas: int = 0
+) -> tf.distribute.Strategy:
     """Builds the ``tf.distribute`` strategy named by one setting.
 
     Args:
@@ -220,7 +222,8 @@ def configure_threads(
         if intra_op is not None or inter_op is not None:
             log.warning(
                 "TensorFlow is already running: keeping %d intra-op / %d inter-op threads (asked for %d / %d)",
-                *current, *want,
+                *current,
+                *want,
             )
         return current
     return want

@@ -29,8 +29,9 @@ import tensorflow as tf
 from colourise_tf import colour, inference, losses
 from colourise_tf import data as data_lib
 from colourise_tf.config import ExperimentConfig
-from colourise_tf.ops import cpu_kernels
 from colourise_tf.models import build_models
+from colourise_tf.ops import cpu_kernels
+
 from .optim import FusedAdam
 
 
@@ -69,9 +70,7 @@ class GANTrainer:
         self.spec = inference.ModelSpec.from_model_config(cfg.model)
         m, lc, oc = cfg.model, cfg.loss, cfg.optim
         if lc.adversarial != "none" and m.discriminator == "none":
-            raise ValueError(
-                f"preset {cfg.name!r}: loss.adversarial={lc.adversarial!r} needs a discriminator"
-            )
+            raise ValueError(f"preset {cfg.name!r}: loss.adversarial={lc.adversarial!r} needs a discriminator")
         self.use_gan = lc.adversarial != "none" and m.discriminator != "none"
         if self.use_gan:
             self.gen_adv_loss, self.disc_adv_loss = losses.get_adversarial_losses(lc.adversarial)
@@ -168,9 +167,7 @@ class GANTrainer:
             # loss.mask_target=partial (the IMPA project): G sees the mask only, no colours.
             partial = self.cfg.loss.mask_target == "partial"
             g_hints = tf.zeros_like(extras["hints"]) if partial else extras["hints"]
-        g_in = inference.generator_input(
-            grey, self.spec, mask_small=extras.get("mask"), hints_small=g_hints, seed=seed
-        )
+        g_in = inference.generator_input(grey, self.spec, mask_small=extras.get("mask"), hints_small=g_hints, seed=seed)
         return g_in, extras
 
     # ------------------------------------------------------------------ step
@@ -188,7 +185,8 @@ class GANTrainer:
     def _branch_variable_ids(self, prefixes: tuple[str, ...], head: str) -> set[int]:
         """ids of G's trainable variables in layers named ``<prefix>...`` or ``head``."""
         return {
-            id(v) for layer in self.generator.layers
+            id(v)
+            for layer in self.generator.layers
             if layer.name.startswith(prefixes) or layer.name == head
             for v in layer.trainable_variables
         }
@@ -225,17 +223,13 @@ class GANTrainer:
             g_terms: dict[str, tf.Tensor] = {}
             if gen_kind == "unet-seg-shared":
                 n = cfg.model.n_classes
-                g_terms["segmentation"] = lc.segmentation_weight * losses.segmentation_l1_loss(
-                    pred, chroma, seg, n
-                )
+                g_terms["segmentation"] = lc.segmentation_weight * losses.segmentation_l1_loss(pred, chroma, seg, n)
                 fake = losses.select_class_chroma(pred, seg)
             else:
                 fake = pred
             if gen_kind == "unet-seg-separate":
                 seg_logits = outputs[1]
-                ce = tf.reduce_mean(
-                    tf.keras.losses.sparse_categorical_crossentropy(seg, seg_logits, from_logits=True)
-                )
+                ce = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(seg, seg_logits, from_logits=True))
                 g_terms["segmentation"] = lc.segmentation_weight * ce
             if lc.reconstruction_weight > 0:
                 g_terms["reconstruction"] = lc.reconstruction_weight * self.reconstruction(chroma, fake)
@@ -243,9 +237,7 @@ class GANTrainer:
                 space = cfg.model.colour_space
                 rgb_fake = colour.model_to_rgb(grey, fake, space)
                 rgb_real = colour.model_to_rgb(grey, chroma, space)
-                g_terms["feature"] = lc.feature_weight * tf.cast(
-                    self.feature_loss(rgb_real, rgb_fake), tf.float32
-                )
+                g_terms["feature"] = lc.feature_weight * tf.cast(self.feature_loss(rgb_real, rgb_fake), tf.float32)
             if lc.mask_weight > 0 and "mask" in extras:
                 # partial: squared L2 to the partial target over every pixel.
                 weight_map = tf.ones_like(extras["mask"]) if partial else extras["mask"]
@@ -337,10 +329,7 @@ class GANTrainer:
         with cpu_kernels(self.cfg.train.cpu_kernels):
             per_replica = self.strategy.run(fn, args=(dist_batch, step))
         self.step.assign_add(1)
-        return {
-            k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
-            for k, v in per_replica.items()
-        }
+        return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
 
     def _host_slice_step(self, fn, global_batch, step):
         """Runs ``fn`` on this replica's slice of a global batch held on the host: the
