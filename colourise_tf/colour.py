@@ -26,8 +26,8 @@ YUV follows ITU-R BT.601 exactly as written in the DCGAN report (the ``dcgan-sky
 ``Y = .299 R + .587 G + .114 B``, ``U = -.168736 R - .331264 G + .5 B``,
 ``V = .5 R - .418688 G - .081312 B`` and the inverse ``R = Y + 1.4075 V``,
 ``G = Y - .3455 U - .7169 V``, ``B = Y + 1.7790 U``, here on the float scale
-(``Y`` in ``[0, 1]``, ``U``, ``V`` in ``[-0.5, 0.5]``; the seed's ``±128`` offsets are
-the uint8 form). The seed's inverse coefficients are rounded, so RGB -> YUV -> RGB is
+(``Y`` in ``[0, 1]``, ``U``, ``V`` in ``[-0.5, 0.5]``; the paper's ``±128`` offsets are
+the uint8 form). The paper's inverse coefficients are rounded, so RGB -> YUV -> RGB is
 exact only to about 3e-3 (under one 8-bit level).
 """
 
@@ -225,7 +225,7 @@ def lab_to_rgb(lab) -> tf.Tensor:
 def rgb_to_yuv(rgb) -> tf.Tensor:
     """sRGB -> BT.601 YUV as in the DCGAN report: Y in ``[0, 1]``, U/V in ``[-0.5, 0.5]``.
 
-    The seed works on the gamma-encoded values (no linearisation), as BT.601 does.
+    The paper works on the gamma-encoded values (no linearisation), as BT.601 does.
     """
     return _matmul3(to_float_rgb(rgb), _YUV_FROM_RGB)
 

@@ -491,14 +491,14 @@ def _register_all() -> None:
             ),
             description=(
                 "Tarrés 2021 S4.2 / Table 2 'ResNet' row: as tarres-vgg16 with an ImageNet ResNet50 "
-                "backbone. The seed does not name the layer; we use `conv2_block3_out` (stride 4, "
+                "backbone. The paper does not name the layer; we use `conv2_block3_out` (stride 4, "
                 "256 channels: the same resolution and width as VGG16 block3_conv3)." + _GORRIZ_LOSS_NOTE
             ),
         )
     )
     seg_note = (
         " Pascal VOC (21 classes incl. background), 256x256 Lab; the per-class L1 is the "
-        "seed's loss. No adversarial term: the seed's reported result (Table 5) is without one "
+        "paper's loss. No adversarial term: the paper's reported result (Table 5) is without one "
         "(its GAN variant collapsed). Pascal VOC segmentation is not in TFDS: point "
         "`data.dataset`/`data.data_dir` at a source with per-pixel labels and set "
         "`data.segmentation_key`."
@@ -529,8 +529,8 @@ def _register_all() -> None:
             description=(
                 "Tarrés 2021 S4.3.2: shared U-Net encoder, two decoders: a colour head (2 ab channels, "
                 "tanh) and a segmentation head (n_classes logits). The segmentation term is the "
-                "trainer's per-pixel cross-entropy. Two stages as the seed describes: segmentation "
-                "alone first (train.seg_pretrain_steps=10000, 10% of the schedule: the seed says "
+                "trainer's per-pixel cross-entropy. Two stages as the paper describes: segmentation "
+                "alone first (train.seg_pretrain_steps=10000, 10% of the schedule: the paper says "
                 "'once it achieved acceptable results'), then encoder + colour decoder on both "
                 "losses with the segmentation decoder frozen." + seg_note
             ),
@@ -552,8 +552,8 @@ def _register_all() -> None:
     dcgan_desc = (
         "64x64 YUV (BT.601), grey + N(0, 1) noise channel in, U and V out (tanh); 4-conv "
         "discriminator with a classifier (one logit per image); vanilla (non-saturating) GAN "
-        "loss plus the seed's image-space L1 term (S VI-B; weight 100 as in pix2pix, the "
-        "seed gives none; `loss.reconstruction_weight=0` is the seed's Fig. 3 baseline). "
+        "loss plus the paper's image-space L1 term (S VI-B; weight 100 as in pix2pix, the "
+        "seed gives none; `loss.reconstruction_weight=0` is the paper's Fig. 3 baseline). "
         "The Flickr sky set is not public: train on any sky folder via `data.dataset`. "
         "Y-channel sharpening is a post-process (inference), not part of the model. No data "
         "augmentation (S IV: 'No pre-training or data augmentation was used'): data.augment=false."
@@ -593,12 +593,12 @@ def _register_all() -> None:
             data=DataConfig(dataset="oxford_flowers102"),
             description=(
                 "The IMPA project: spatial control. G gets L + binary mask + hint ab (hints = ab inside the "
-                "mask); D gets concat(L, ab, mask). Squared-L2 mask loss. The seed's 11-layer U-Net "
+                "mask); D gets concat(L, ab, mask). Squared-L2 mask loss. The paper's 11-layer U-Net "
                 "and discriminator are not specified further, so we use the U-Net of Górriz et al. 2019 and the "
-                "70x70 PatchGAN at 256x256 Lab; non-saturating GAN + 100 * L1 (pix2pix); the seed "
+                "70x70 PatchGAN at 256x256 Lab; non-saturating GAN + 100 * L1 (pix2pix); the paper "
                 "gives no mask-loss weight, we use 100 (same order as the L1 term). Seed data: "
                 "17-category flowers; TFDS offers oxford_flowers102. With loss.mask_target=partial "
-                "G gets only the mask and learns the seed's stated target: colour inside the mask, "
+                "G gets only the mask and learns the paper's stated target: colour inside the mask, "
                 "grey outside."
             ),
         )
@@ -628,7 +628,7 @@ def _register_all() -> None:
                 "blocks, two upsamplings, 7x7 conv + tanh; BN + ReLU; Xavier-uniform init) + 70x70 "
                 "PatchGAN with spectral norm and LeakyReLU(0.2), tanh head (returned as the logit "
                 "2z); 256x256 Lab, Places365. pix2pix loss (vanilla GAN + 100 * L1) as in the "
-                "repository the seed builds on."
+                "repository the paper builds on."
             ),
         )
     )
@@ -650,8 +650,8 @@ def _register_all() -> None:
         "U-Net with 4 stride-2 4x4 conv downsamplings (BN + LeakyReLU 0.2) and 4 transposed-conv "
         "upsamplings (BN + ReLU), tanh ab output; 1x1 PixelGAN on concat(L, ab): first layer no "
         "norm + LeakyReLU, middle three {mid} + LeakyReLU, last tanh (returned as the logit 2z); "
-        "CIFAR-10 32x32 Lab; vanilla GAN + 100 * L1 (pix2pix weighting; the seed gives none). "
-        "The seed resizes the 32x32 images to 35x35 before the U-Net; 35 is not a multiple of "
+        "CIFAR-10 32x32 Lab; vanilla GAN + 100 * L1 (pix2pix weighting; the paper gives none). "
+        "The paper resizes the 32x32 images to 35x35 before the U-Net; 35 is not a multiple of "
         "the 4 stride-2 levels' 16, so we train at 32x32 (model.image_size=48 is the nearest "
         "size above 35 the U-Net accepts)."
     )

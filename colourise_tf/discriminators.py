@@ -30,14 +30,14 @@ Ehrenberg's discriminators end in tanh. Reading the tanh output as a probability
 ``p = (tanh(z) + 1) / 2`` gives exactly ``p = sigmoid(2 z)`` (since
 ``tanh(z) = 2 sigmoid(2z) - 1``). With ``tanh_head=True`` we therefore return the logit
 ``2 z`` (z = the last conv's pre-activation): every logit-based loss
-(``sigmoid_cross_entropy(2z)``) then equals the seed's tanh discriminator read as a
+(``sigmoid_cross_entropy(2z)``) then equals the paper's tanh discriminator read as a
 probability, with no saturation-prone ``log(1 + tanh)`` in the graph.
 
 DCGAN (the DCGAN report)
 ----------------
 Four 4x4 stride-2 convs (64, 128, 256, 512; "same" padding; no norm on the first,
 then norm; LeakyReLU(0.2)), flatten, dense -> one logit per image ``[B, 1]``. The
-seed's 2-way softmax classifier is equivalent to one sigmoid logit. Fixed input size.
+paper's 2-way softmax classifier is equivalent to one sigmoid logit. Fixed input size.
 
 Multi-scale (Górriz et al. 2019 §III-D, eq. 6)
 ------------------------------------

@@ -32,11 +32,11 @@ stride-2 conv (zero pad 1), BN, ReLU; ``resnet_blocks`` residual blocks (reflect
 pad 1, 3x3 conv, BN, ReLU, reflection pad 1, 3x3 conv, BN, + identity); one 3x3
 stride-2 transposed conv per downsampling back up (BN, ReLU); reflection pad 3, 7x7
 conv with bias -> 2 -> tanh. Default widths (64, 128, 256) and 9 blocks = 11.4 M
-parameters ("over 10 million" in the seed). Xavier-uniform init.
+parameters ("over 10 million" in the paper). Xavier-uniform init.
 
 Conditional DCGAN (the DCGAN report)
 ----------------------------
-The seed only says "a 7-layer CNN: conv + ReLU + max-pooling + BN, some max-pools
+The paper only says "a 7-layer CNN: conv + ReLU + max-pooling + BN, some max-pools
 replaced by strided convs". Our exact layers, with ``filters = (w1, w2, w3, w4)``
 (default 64, 128, 256, 512) on a 64x64 (Y, noise) input:
 
@@ -261,7 +261,7 @@ def resnet_generator(
     Args:
         filters: stem width, then one width per stride-2 downsampling.
         blocks: number of residual blocks at the lowest resolution.
-        first_norm: BN after the c7s1 stem (pix2pix/CycleGAN and the seed: yes).
+        first_norm: BN after the c7s1 stem (pix2pix/CycleGAN and the paper: yes).
         Other arguments as :func:`unet_generator`.
     """
     common = _common(init, ibn_ratio, bn_momentum, norm_epsilon, leaky_slope)
@@ -372,9 +372,9 @@ def dcgan_generator(
     Args:
         input_channels: 2 for (Y, noise).
         filters: widths ``(w1, w2, w3, w4)`` of layers 1-4.
-        advanced: the seed's "more advanced" variant (input concatenated with the CNN
+        advanced: the paper's "more advanced" variant (input concatenated with the CNN
             output, then one more conv).
-        first_norm: BN after layer 1 (the seed: conv + ReLU + BN in every layer).
+        first_norm: BN after layer 1 (the paper: conv + ReLU + BN in every layer).
         Other arguments as :func:`unet_generator`.
     """
     if len(filters) != 4:

@@ -53,6 +53,12 @@ class ModelSpec:
             n_classes=int(getattr(model_cfg, "n_classes", 0) or 0),
         )
 
+    @property
+    def input_channels(self) -> int:
+        """``C_in`` of the generator: L, then 1 noise channel (the DCGAN report), then
+        a mask and 2 hint chroma channels (the IMPA project)."""
+        return 1 + int(self.noise_channel) + 3 * int(self.mask_channel)
+
 
 def colours_inside_mask_only(spec: ModelSpec, cfg) -> bool:
     """Whether a mask model was trained with ``loss.mask_target=partial`` (the IMPA project's

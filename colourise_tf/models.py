@@ -30,6 +30,7 @@ import keras
 
 from colourise_tf import discriminators as D
 from colourise_tf import generators as G
+from colourise_tf import inference
 from colourise_tf.config import ExperimentConfig, ModelConfig, apply_overrides, get_preset
 
 __all__ = [
@@ -46,8 +47,9 @@ __all__ = [
 
 
 def generator_input_channels(model_cfg: ModelConfig) -> int:
-    """``C_in``: 1 (L) + 1 (noise, the DCGAN report) + 3 (mask + 2 hint chroma, the IMPA project)."""
-    return 1 + int(model_cfg.noise_channel) + 3 * int(model_cfg.mask_channel)
+    """``C_in``: 1 (L) + 1 (noise, the DCGAN report) + 3 (mask + 2 hint chroma, the IMPA project);
+    :attr:`colourise_tf.inference.ModelSpec.input_channels` owns the formula."""
+    return inference.ModelSpec.from_model_config(model_cfg).input_channels
 
 
 def discriminator_input_channels(model_cfg: ModelConfig) -> int:

@@ -51,6 +51,7 @@ import tensorflow as tf
 
 from . import colour, fileio, inference
 from .config import ExperimentConfig, from_dict
+from .formats import run_dir, savedmodel_assets, tflite_files
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ DROPOUT_SEED_SALT = 0xD120
 #: Name of the SavedModel signature that maps G's input to chroma.
 SAVEDMODEL_SIGNATURE = "generator"
 #: Where a SavedModel keeps its full experiment config, relative to the model dir.
-SAVEDMODEL_CONFIG_ASSET = os.path.join("assets", "colourise_config.json")
+SAVEDMODEL_CONFIG_ASSET = savedmodel_assets.CONFIG_PATH
 
 _EXPECTED = (
     "a run directory (with config.json), a checkpoint prefix (<run>/checkpoints/ckpt-N), "
@@ -176,8 +177,8 @@ def _read_json(path: Path | _UriPath) -> Any:
 
 
 def input_channels(spec: inference.ModelSpec) -> int:
-    """``C_in`` of a generator: L, then noise, then mask + 2 hint chroma channels."""
-    return 1 + int(spec.noise_channel) + 3 * int(spec.mask_channel)
+    """``C_in`` of a generator (:attr:`colourise_tf.inference.ModelSpec.input_channels`)."""
+    return spec.input_channels
 
 
 def _resample_noise(g_in: tf.Tensor, sample: int) -> tf.Tensor:
@@ -574,21 +575,17 @@ class SavedModelPredictor(Predictor):
 
 
 #: Variant suffixes of exported ``.tflite`` names (``<name>_<variant>.tflite``).
-TFLITE_VARIANTS = ("dynamic_int8", "float32", "float16", "int8")
+TFLITE_VARIANTS = tflite_files.VARIANTS
 
 
 def _sidecar_candidates(tflite_path: Path | _UriPath) -> list[Path | _UriPath]:
     """``m_dynamic_int8.tflite`` -> ``m_dynamic_int8.json``, ``m.json`` (known variant
     suffix removed), then ``m_dynamic.json`` (last ``_part`` removed)."""
     stem = tflite_path.stem
-    stems = [stem]
-    for variant in TFLITE_VARIANTS:
-        if stem.endswith("_" + variant):
-            stems.append(stem[: -len(variant) - 1])
-            break
+    stems = [stem, tflite_files.strip_variant(stem)]
     if "_" in stem:
         stems.append(stem.rsplit("_", 1)[0])
-    return [tflite_path.with_name(s + ".json") for s in dict.fromkeys(stems)]
+    return [tflite_path.with_name(tflite_files.sidecar_file(s)) for s in dict.fromkeys(stems)]
 
 
 def _signature_indices(interp, kind: str) -> dict[str, int]:
@@ -809,7 +806,7 @@ def _load_predictor(p: Path | _UriPath) -> Predictor:
             return TFLitePredictor(p)
         if p.name in ("saved_model.pb", "saved_model.pbtxt"):
             return SavedModelPredictor(p.parent)
-        if p.name == "config.json" and (p.parent / "checkpoints").is_dir():
+        if p.name == run_dir.CONFIG and (p.parent / run_dir.CHECKPOINTS).is_dir():
             return KerasPredictor.from_run(p.parent)
         if p.suffix == ".index":  # <run>/checkpoints/ckpt-N.index stands for its prefix
             return KerasPredictor.from_run(p.with_suffix(""))
@@ -821,7 +818,7 @@ def _load_predictor(p: Path | _UriPath) -> Predictor:
     if p.is_dir():
         if _is_savedmodel_dir(p):
             return SavedModelPredictor(p)
-        if (p / "config.json").is_file():
+        if (p / run_dir.CONFIG).is_file():
             return KerasPredictor.from_run(p)
         if _savedmodel_versions(p):
             return SavedModelPredictor(p)

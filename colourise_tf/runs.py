@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from . import fileio
 from .config import ExperimentConfig, load_config
+from .formats import run_dir as run_dir_format
 from .models import build_discriminator, build_generator
 
 
@@ -36,13 +37,13 @@ class LoadedRun:
 
 def is_run_directory(path: str | os.PathLike) -> bool:
     """True if ``path`` (local or a ``gs://``-style URI) is a directory with a ``config.json``."""
-    config = fileio.join(path, "config.json")
+    config = run_dir_format.config_path(path)
     return fileio.exists(config) and not fileio.isdir(config)
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> str | None:
     """The newest checkpoint prefix in ``run_dir/checkpoints`` (or None)."""
-    return tf.train.latest_checkpoint(fileio.join(run_dir, "checkpoints"))
+    return tf.train.latest_checkpoint(run_dir_format.checkpoint_dir(run_dir))
 
 
 def load_run(
@@ -78,12 +79,12 @@ def load_run(
     if not is_run_directory(run_dir):
         raise RunDirectoryError(f"{run_dir}: no config.json, so not a colourise_tf run directory")
     try:
-        cfg = load_config(fileio.join(run_dir, "config.json"))
+        cfg = load_config(run_dir_format.config_path(run_dir))
     except (ValueError, OSError, tf.errors.OpError) as exc:
         raise RunDirectoryError(str(exc)) from None
     ckpt = ckpt or latest_checkpoint(run_dir)
     if ckpt is None and require_checkpoint:
-        raise RunDirectoryError(f"{run_dir}: no checkpoint in {fileio.join(run_dir, 'checkpoints')}")
+        raise RunDirectoryError(f"{run_dir}: no checkpoint in {run_dir_format.checkpoint_dir(run_dir)}")
     generator = build_generator(cfg.model)
     discriminator = build_discriminator(cfg.model) if with_discriminator else None
     step = tf.Variable(0, dtype=tf.int64, trainable=False)

@@ -9,8 +9,9 @@ import numpy as np
 import tensorflow as tf
 
 from colourise_tf.config import apply_overrides, get_preset, save_config
+from colourise_tf.formats import run_dir as run_dir_format
 from colourise_tf.layers import SpectralNorm
-from colourise_tf.models import build_generator
+from colourise_tf.models import build_generator, generator_input_channels
 
 S = 32  # the tiny preset's size
 
@@ -21,13 +22,13 @@ def make_run(run_dir: Path, overrides=(), *, gain: float = 10.0, seed: int = 0) 
     cfg = apply_overrides(get_preset("tiny"), list(overrides))
     keras.utils.set_random_seed(seed)
     gen = build_generator(cfg.model)
-    gen(tf.zeros([1, S, S, 1 + int(cfg.model.noise_channel) + 3 * int(cfg.model.mask_channel)]))
+    gen(tf.zeros([1, S, S, generator_input_channels(cfg.model)]))
     for v in gen.weights:
         if v.path.endswith("kernel"):
             v.assign(v * gain)
-    save_config(cfg, run_dir / "config.json")
+    save_config(cfg, run_dir_format.config_path(run_dir))
     ckpt = tf.train.Checkpoint(generator=gen, step=tf.Variable(0, dtype=tf.int64))
-    tf.train.CheckpointManager(ckpt, str(run_dir / "checkpoints"), 1).save()
+    tf.train.CheckpointManager(ckpt, run_dir_format.checkpoint_dir(run_dir), 1).save()
     return run_dir
 
 

@@ -169,7 +169,7 @@ def test_yuv_matches_dcgan_report_formulas():
     ref = np.clip(np.stack([rr, gg, bb], -1) / 255.0, 0, 1)
     back = colour.yuv_to_rgb(colour.rgb_to_yuv(rgb8 / 255.0)).numpy()
     np.testing.assert_allclose(back, ref, atol=1e-4)
-    # The seed's rounded coefficients still round-trip to within one 8-bit level.
+    # The paper's rounded coefficients still round-trip to within one 8-bit level.
     assert np.max(np.abs(back * 255.0 - rgb8)) < 1.0
 
 

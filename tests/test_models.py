@@ -323,7 +323,7 @@ def test_pixelgan_tanh_head_returns_twice_the_pre_activation():
     z = keras.Model(d.input, d.get_layer("output_conv").output)(x, training=False)
     logit = d(x, training=False)
     np.testing.assert_allclose(logit.numpy(), 2.0 * z.numpy(), rtol=1e-6)
-    # (tanh(z) + 1) / 2 == sigmoid(2 z): the seed's tanh "probability" is sigmoid(logit).
+    # (tanh(z) + 1) / 2 == sigmoid(2 z): the paper's tanh "probability" is sigmoid(logit).
     np.testing.assert_allclose((np.tanh(z.numpy()) + 1) / 2, tf.sigmoid(logit).numpy(), atol=1e-6)
     # 1x1 convs only: receptive field of one pixel.
     x2 = x.copy()

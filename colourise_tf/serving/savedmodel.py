@@ -83,6 +83,7 @@ import tensorflow as tf
 from colourise_tf import colour, fileio, inference
 from colourise_tf.config import ExperimentConfig, to_dict
 from colourise_tf.fileio import atomic_write_text
+from colourise_tf.formats import savedmodel_assets
 from colourise_tf.models import generator_input_channels
 from colourise_tf.runs import load_run
 
@@ -102,7 +103,7 @@ __all__ = [
     "next_version",
 ]
 
-#: The signatures the issue specifies (names are part of the serving contract).
+#: The serving signatures (their names are part of the serving contract, docs/serving.md).
 SIGNATURES = ("serving_default", "serving_saturation", "predict_ab", "generator")
 #: Twins of the two image signatures whose output is named ``images_bytes`` so
 #: that TF Serving's REST API returns it base64-encoded.
@@ -114,8 +115,8 @@ DEFAULT_MAX_PIXELS = 40_000_000
 #: default) 0.43 s / 973 kB, level 3 0.10 s / 1050 kB, level 1 0.07 s / 1093 kB;
 #: at 6 the encoder alone took most of the end-to-end serving time.
 DEFAULT_PNG_COMPRESSION = 3
-CONFIG_ASSET = "colourise_config.json"
-METADATA_ASSET = "colourise_export.json"
+CONFIG_ASSET = savedmodel_assets.CONFIG_ASSET
+METADATA_ASSET = savedmodel_assets.METADATA_ASSET
 METADATA_VERSION = 2  # 2: mask_target
 
 # Format codes of the header sniffer (order of the tf.switch_case branches).
@@ -675,4 +676,4 @@ def read_export_metadata(export_dir: str | os.PathLike) -> dict:
     The resolved experiment config is ``assets/colourise_config.json``
     (``colourise_tf.config.load_config`` reads it). ``export_dir`` may be a URI.
     """
-    return json.loads(fileio.read_text(fileio.join(export_dir, "assets", METADATA_ASSET)))
+    return json.loads(fileio.read_text(fileio.join(export_dir, savedmodel_assets.ASSETS, METADATA_ASSET)))

@@ -57,6 +57,8 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 from colourise_tf import colour, fileio, inference
 from colourise_tf.config import ExperimentConfig, save_config
 from colourise_tf.fileio import atomic_write_bytes
+from colourise_tf.formats import run_dir as run_dir_format
+from colourise_tf.formats import tflite_files
 from colourise_tf.models import generator_input_channels
 from colourise_tf.runs import LoadedRun, load_run
 
@@ -73,7 +75,7 @@ __all__ = [
     "read_sidecar",
 ]
 
-VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
+VARIANTS = tflite_files.VARIANTS
 DEFAULT_CALIBRATION_STEPS = 64
 SIDECAR_VERSION = 2  # 2: mask_target
 OUTPUT_NAME = "ab"
@@ -420,7 +422,7 @@ def export_tflite(
         raise ValueError(f"invalid name {name!r}")
     out = fileio.normalize(out_dir)
     fileio.makedirs(out)
-    sidecar_path = fileio.join(out, f"{name}.json")
+    sidecar_path = fileio.join(out, tflite_files.sidecar_file(name))
     try:
         previous = read_sidecar(sidecar_path) if _is_file(sidecar_path) else {}
     except (OSError, ValueError, tf.errors.OpError):  # unreadable: replaced by the new one
@@ -463,7 +465,7 @@ def export_tflite(
             summary = _op_summary(model)
             if variant == "int8":
                 _check_int8(model, summary, log, ran_in_child=in_child, child_error=child_error)
-            file = f"{name}_{variant}.tflite"
+            file = tflite_files.model_file(name, variant)
             path = fileio.local_path_or_uri(fileio.join(out, file))
             atomic_write_bytes(path, model)
             paths[variant] = path
@@ -625,15 +627,16 @@ def _local_run_copy(run: LoadedRun, run_dir: Path) -> str:
     Returns:
         The local checkpoint prefix, which :func:`load_run` loads as ``run``.
     """
-    save_config(run.cfg, run_dir / "config.json")
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    save_config(run.cfg, run_dir_format.config_path(run_dir))
+    checkpoints = Path(run_dir_format.checkpoint_dir(run_dir))
+    checkpoints.mkdir(parents=True, exist_ok=True)
     prefix = run.checkpoint
     stem = posixpath.basename(prefix)
     for file in tf.io.gfile.glob(f"{prefix}.*"):
         name = posixpath.basename(file)
         if name == f"{stem}.index" or name.startswith(f"{stem}.data-"):
-            (run_dir / "checkpoints" / name).write_bytes(fileio.read_bytes(file))
-    return str(run_dir / "checkpoints" / stem)
+            (checkpoints / name).write_bytes(fileio.read_bytes(file))
+    return str(checkpoints / stem)
 
 
 def _child_convert_int8(source: str, model_path: str, steps: str, calibration_source: str, integer_io: str) -> None:
@@ -662,15 +665,11 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
     remote = fileio.is_remote(path)
     name = posixpath.basename(path) if remote else Path(path).name
     if name.endswith(".tflite") and len(name) > len(".tflite"):
-        stem = name[: -len(".tflite")]
-        for variant in VARIANTS:
-            if stem.endswith("_" + variant):
-                stem = stem[: -len(variant) - 1]
-                break
+        stem = tflite_files.strip_variant(name[: -len(".tflite")])
         if remote:
-            path = posixpath.join(posixpath.dirname(path), stem + ".json")
+            path = posixpath.join(posixpath.dirname(path), tflite_files.sidecar_file(stem))
         else:
-            path = str(Path(path).with_name(stem + ".json"))
+            path = str(Path(path).with_name(tflite_files.sidecar_file(stem)))
     return json.loads(fileio.read_text(path))
 
 

@@ -32,6 +32,7 @@ from colourise_tf import data as data_lib
 from colourise_tf import fileio
 from colourise_tf.config import ExperimentConfig, save_config
 from colourise_tf.fileio import atomic_write_text, atomic_writer
+from colourise_tf.formats import run_dir as run_dir_format
 from colourise_tf.ops import cpu_only
 
 from .runtime import configure_cpu_replicas, configure_threads, describe_devices, make_strategy, set_precision
@@ -130,7 +131,7 @@ def _preemption_handler(strategy: tf.distribute.Strategy, ckpt: tf.train.Checkpo
 
     config = tf.distribute.experimental.TerminationConfig(exit_fn=exit_fn)
     return tf.distribute.experimental.PreemptionCheckpointHandler(
-        resolver, ckpt, checkpoint_dir=fileio.join(run_dir, "checkpoints"), termination_config=config
+        resolver, ckpt, checkpoint_dir=run_dir_format.checkpoint_dir(run_dir), termination_config=config
     )
 
 
@@ -184,7 +185,7 @@ def check_resume_compatible(run_dir: str, cfg: ExperimentConfig, latest: str) ->
     """
     from colourise_tf.config import load_config, to_dict
 
-    path = fileio.join(run_dir, "config.json")
+    path = run_dir_format.config_path(run_dir)
     if not fileio.exists(path):
         return  # checkpoints from elsewhere: nothing to compare with
     try:
@@ -229,7 +230,7 @@ def _raise_if_nonfinite(pending: list, workdir: str) -> None:
         raise NonFiniteLossError(
             f"non-finite {', '.join(names)} at step {bad_step} (values "
             f"{', '.join(f'{k}={values[k]}' for k in names)}); the last good "
-            f"checkpoint in {fileio.join(workdir, 'checkpoints')} was left untouched"
+            f"checkpoint in {run_dir_format.checkpoint_dir(workdir)} was left untouched"
         )
 
 
@@ -485,7 +486,7 @@ def _run_training(
     is_chief, scratch = _worker_role(strategy)
     if not is_chief:
         workdir = fileio.join(workdir, f".scratch_{scratch}")
-    latest = tf.train.latest_checkpoint(fileio.join(run_dir, "checkpoints"))
+    latest = tf.train.latest_checkpoint(run_dir_format.checkpoint_dir(run_dir))
     if latest:
         check_resume_compatible(run_dir, cfg, latest)
     if getattr(tc, "deterministic_ops", False) or os.environ.get("TF_DETERMINISTIC_OPS") == "1":
@@ -549,7 +550,7 @@ def _run_training(
     # Created and written once the run is known to start (bad settings or data leave no
     # empty directory, a rejected resume leaves the old config).
     fileio.makedirs(workdir)
-    save_config(cfg, fileio.join(workdir, "config.json"))
+    save_config(cfg, run_dir_format.config_path(workdir))
     if iterator_saved:
         ckpt_objects = dict(ckpt_objects, iterator=iterator)
     ckpt = tf.train.Checkpoint(**ckpt_objects)
@@ -564,12 +565,12 @@ def _run_training(
             if restore_iterator
             else f"by skipping the first {start_step} steps' batches (same seeded order)",
         )
-    manager = tf.train.CheckpointManager(ckpt, fileio.join(workdir, "checkpoints"), max_to_keep=tc.keep_checkpoints)
+    manager = tf.train.CheckpointManager(ckpt, run_dir_format.checkpoint_dir(workdir), max_to_keep=tc.keep_checkpoints)
 
     preemption = _preemption_handler(strategy, ckpt, run_dir)
     if preemption is not None and latest:
         trainer.set_learning_rates_from_config()  # the handler restored the saved ones again
-    writer = tf.summary.create_file_writer(fileio.join(workdir, "logs"))
+    writer = tf.summary.create_file_writer(run_dir_format.logs_dir(workdir))
     preview = _build_preview_batch(cfg)
     total = tc.steps
     end_step = total if max_steps is None else min(total, start_step + max_steps)
@@ -640,7 +641,7 @@ def _run_training(
     if grid_step != step:
         grid = _write_images(writer, trainer, preview, step)
     writer.flush()
-    write_png_atomic(grid, fileio.join(workdir, "samples.png"))
+    write_png_atomic(grid, run_dir_format.samples_path(workdir))
     result.final_step = step
     result.images_per_second = ips
     result.last_metrics = metrics_np
@@ -658,7 +659,7 @@ def _run_training(
         "skipped_files": [list(x) for x in report.skipped],
         "grey_files_left_out": list(report.grey),
     }
-    atomic_write_text(fileio.join(workdir, "summary.json"), json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(run_dir_format.summary_path(workdir), json.dumps(summary, indent=2) + "\n")
     if report.skipped or report.grey:
         log.warning(report.summary())
     if not is_chief:
