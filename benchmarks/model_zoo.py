@@ -109,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         s = m.image_size
         row = {
             "preset": name,
-            "generator": m.generator,
-            "discriminator": m.discriminator,
+            "generator": m.generator.kind,
+            "discriminator": m.discriminator.kind,
             "image_size": s,
             "colour_space": m.colour_space,
             "num_scales": m.num_scales,

@@ -50,7 +50,7 @@ class ModelSpec:
             colour_space=model_cfg.colour_space,
             noise_channel=bool(model_cfg.noise_channel),
             mask_channel=bool(model_cfg.mask_channel),
-            n_classes=int(getattr(model_cfg, "n_classes", 0) or 0),
+            n_classes=int(model_cfg.n_classes),
         )
 
     @property
@@ -65,7 +65,7 @@ def colours_inside_mask_only(spec: ModelSpec, cfg) -> bool:
     target): it colours only where its mask is set, from the mask alone (no hints), so
     callers without a mask give it a full one. Known from the experiment config
     (``cfg``, or ``None`` when unknown, as for TFLite files) only."""
-    return bool(spec.mask_channel and cfg is not None and getattr(cfg.loss, "mask_target", "hints") == "partial")
+    return bool(spec.mask_channel and cfg is not None and cfg.loss.mask_target == "partial")
 
 
 def grey_of(rgb, colour_space: str = "lab") -> tf.Tensor:

@@ -1,7 +1,7 @@
 """Model factory: ``ModelConfig`` / preset -> (generator, discriminator).
 
     G, D = build_preset("gorriz-ibn-sn-md")                      # one call
-    G, D = build_preset("pix2pix", ["model.gen_filters=8,16,16"])  # with overrides
+    G, D = build_preset("pix2pix", ["model.generator.filters=8,16,16"])  # with overrides
     G = build_generator(cfg.model); D = build_discriminator(cfg.model)
 
 Call conventions (the training and export code rely on them):
@@ -31,7 +31,14 @@ import keras
 from colourise_tf import discriminators as D
 from colourise_tf import generators as G
 from colourise_tf import inference
-from colourise_tf.config import ExperimentConfig, ModelConfig, apply_overrides, get_preset
+from colourise_tf.config import (
+    DiscriminatorConfig,
+    ExperimentConfig,
+    GeneratorConfig,
+    ModelConfig,
+    apply_overrides,
+    get_preset,
+)
 
 __all__ = [
     "generator_input_channels",
@@ -59,14 +66,15 @@ def discriminator_input_channels(model_cfg: ModelConfig) -> int:
 
 def generator_output_channels(model_cfg: ModelConfig) -> int:
     """Chroma channels of the (first) generator output."""
-    return 2 * model_cfg.n_classes if model_cfg.generator == "unet-seg-shared" else 2
+    return 2 * model_cfg.n_classes if model_cfg.generator.kind == "unet-seg-shared" else 2
 
 
-def _shared(m: ModelConfig, prefix: str) -> dict:
+def _shared(m: ModelConfig, net: GeneratorConfig | DiscriminatorConfig) -> dict:
+    """Builder arguments from the network's own section and the model's shared fields."""
     return dict(
-        norm=getattr(m, f"{prefix}_norm"),
-        spectral_norm=getattr(m, f"{prefix}_spectral_norm"),
-        init=getattr(m, f"{prefix}_init"),
+        norm=net.norm,
+        spectral_norm=net.spectral_norm,
+        init=net.init,
         ibn_levels=m.ibn_levels,
         ibn_ratio=m.ibn_ratio,
         bn_momentum=m.bn_momentum,
@@ -79,65 +87,71 @@ def build_generator(model_cfg: ModelConfig) -> keras.Model:
     """Builds the generator described by ``model_cfg`` (see the module docstring)."""
     m = model_cfg
     c_in = generator_input_channels(m)
-    kw = _shared(m, "gen")
-    filters = tuple(int(f) for f in m.gen_filters)
-    if m.generator in ("unet", "unet-seg-shared"):
+    kw = _shared(m, m.generator)
+    filters = tuple(int(f) for f in m.generator.filters)
+    if m.generator.kind in ("unet", "unet-seg-shared"):
         return G.unet_generator(
             c_in,
             generator_output_channels(m),
             filters,
-            first_norm=m.gen_first_norm,
-            dropout=m.gen_dropout,
-            dropout_blocks=m.gen_dropout_blocks,
+            first_norm=m.generator.first_norm,
+            dropout=m.generator.dropout,
+            dropout_blocks=m.generator.dropout_blocks,
             **kw,
         )
-    if m.generator == "unet-seg-separate":
+    if m.generator.kind == "unet-seg-separate":
         return G.unet_seg_separate_generator(
             c_in,
             m.n_classes,
             filters,
-            first_norm=m.gen_first_norm,
-            dropout=m.gen_dropout,
-            dropout_blocks=m.gen_dropout_blocks,
+            first_norm=m.generator.first_norm,
+            dropout=m.generator.dropout,
+            dropout_blocks=m.generator.dropout_blocks,
             **kw,
         )
-    if m.generator == "resnet":
-        return G.resnet_generator(c_in, 2, filters, blocks=m.resnet_blocks, first_norm=m.gen_first_norm, **kw)
-    if m.generator in ("dcgan", "dcgan-advanced"):
-        return G.dcgan_generator(
-            c_in, 2, filters, advanced=m.generator == "dcgan-advanced", first_norm=m.gen_first_norm, **kw
+    if m.generator.kind == "resnet":
+        return G.resnet_generator(
+            c_in, 2, filters, blocks=m.generator.resnet_blocks, first_norm=m.generator.first_norm, **kw
         )
-    raise ValueError(f"unknown generator {m.generator!r}")
+    if m.generator.kind in ("dcgan", "dcgan-advanced"):
+        return G.dcgan_generator(
+            c_in, 2, filters, advanced=m.generator.kind == "dcgan-advanced", first_norm=m.generator.first_norm, **kw
+        )
+    raise ValueError(f"unknown generator {m.generator.kind!r}")
 
 
 def build_discriminator(model_cfg: ModelConfig) -> keras.Model | None:
     """Builds the (multi-scale) discriminator; ``None`` when ``discriminator == "none"``."""
     m = model_cfg
-    if m.discriminator == "none":
+    if m.discriminator.kind == "none":
         return None
     c_d = discriminator_input_channels(m)
-    kw = _shared(m, "disc")
-    filters = tuple(int(f) for f in m.disc_filters)
-    if m.discriminator == "patchgan":
+    kw = _shared(m, m.discriminator)
+    filters = tuple(int(f) for f in m.discriminator.filters)
+    if m.discriminator.kind == "patchgan":
 
         def make(s: int) -> keras.Model:
-            return D.patchgan_discriminator(c_d, filters, tanh_head=m.disc_tanh_head, name=f"patchgan_x{2**s}", **kw)
+            return D.patchgan_discriminator(
+                c_d, filters, tanh_head=m.discriminator.tanh_head, name=f"patchgan_x{2**s}", **kw
+            )
 
         shape = (None, None, c_d)
-    elif m.discriminator == "pixelgan":
+    elif m.discriminator.kind == "pixelgan":
 
         def make(s: int) -> keras.Model:
-            return D.pixelgan_discriminator(c_d, filters, tanh_head=m.disc_tanh_head, name=f"pixelgan_x{2**s}", **kw)
+            return D.pixelgan_discriminator(
+                c_d, filters, tanh_head=m.discriminator.tanh_head, name=f"pixelgan_x{2**s}", **kw
+            )
 
         shape = (None, None, c_d)
-    elif m.discriminator == "dcgan":
+    elif m.discriminator.kind == "dcgan":
 
         def make(s: int) -> keras.Model:
             return D.dcgan_discriminator(c_d, m.image_size, filters, name="dcgan_x1", **kw)
 
         shape = (m.image_size, m.image_size, c_d)
     else:
-        raise ValueError(f"unknown discriminator {m.discriminator!r}")
+        raise ValueError(f"unknown discriminator {m.discriminator.kind!r}")
     return D.multiscale_discriminator(make, m.num_scales, shape, name="discriminator")
 
 
@@ -150,13 +164,13 @@ def generator_size_multiple(model_cfg: ModelConfig) -> int:
     max-pools and a stride-2 conv down, three stride-2 transposed convs up).
     """
     m = model_cfg
-    if m.generator.startswith("unet"):
-        return 2 ** len(m.gen_filters)
-    if m.generator == "resnet":
-        return 2 ** (len(m.gen_filters) - 1)
-    if m.generator.startswith("dcgan"):
+    if m.generator.kind.startswith("unet"):
+        return 2 ** len(m.generator.filters)
+    if m.generator.kind == "resnet":
+        return 2 ** (len(m.generator.filters) - 1)
+    if m.generator.kind.startswith("dcgan"):
         return 8
-    raise ValueError(f"unknown generator {m.generator!r}")
+    raise ValueError(f"unknown generator {m.generator.kind!r}")
 
 
 def check_image_size(model_cfg: ModelConfig) -> None:
@@ -175,15 +189,15 @@ def check_image_size(model_cfg: ModelConfig) -> None:
         lower, upper = size // mult * mult, (size // mult + 1) * mult
         choices = f"{lower} or {upper}" if lower else f"{upper}"
         raise ValueError(
-            f"model.image_size={size} does not suit the {m.generator} generator with "
-            f"{len(m.gen_filters)} widths: it needs a multiple of {mult} (e.g. {choices})"
+            f"model.image_size={size} does not suit the {m.generator.kind} generator with "
+            f"{len(m.generator.filters)} widths: it needs a multiple of {mult} (e.g. {choices})"
         )
-    if m.discriminator == "patchgan":
+    if m.discriminator.kind == "patchgan":
         coarsest = size // 2 ** (m.num_scales - 1)
-        need = D.patchgan_min_input_size(len(m.disc_filters))
+        need = D.patchgan_min_input_size(len(m.discriminator.filters))
         if coarsest < need:
             raise ValueError(
-                f"model.image_size={size} is too small for the {len(m.disc_filters)}-width PatchGAN at "
+                f"model.image_size={size} is too small for the {len(m.discriminator.filters)}-width PatchGAN at "
                 f"{m.num_scales} scale(s): its coarsest scale would see {coarsest}x{coarsest} pixels, "
                 f"it needs at least {need}x{need} (model.image_size >= {need * 2 ** (m.num_scales - 1)})"
             )

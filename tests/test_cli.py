@@ -34,7 +34,7 @@ def model(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def dropout_model(tmp_path_factory) -> str:
-    return str(make_run(tmp_path_factory.mktemp("models") / "dropout", ["model.gen_dropout=0.5"], gain=10.0))
+    return str(make_run(tmp_path_factory.mktemp("models") / "dropout", ["model.generator.dropout=0.5"], gain=10.0))
 
 
 @pytest.fixture(scope="module")

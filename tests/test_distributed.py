@@ -28,11 +28,11 @@ pytestmark = pytest.mark.skipif(
 # Instance norm and no dropout: the forward pass of an image does not depend on the
 # other images of its replica, so any split of one global batch must give one update.
 PER_IMAGE = [
-    "model.gen_norm=instance",
-    "model.disc_norm=instance",
-    "model.gen_dropout=0.0",
-    "model.gen_spectral_norm=true",
-    "model.disc_spectral_norm=true",
+    "model.generator.norm=instance",
+    "model.discriminator.norm=instance",
+    "model.generator.dropout=0.0",
+    "model.generator.spectral_norm=true",
+    "model.discriminator.spectral_norm=true",
     "train.precision=float32",
 ]
 
@@ -281,8 +281,8 @@ def test_cpu_kernels_never_engage_when_a_gpu_is_visible(monkeypatch):
             "model.image_size=32",
             "data.batch_size=2",
             "train.precision=float32",
-            "model.gen_filters=8,16,32,512,512",
-            "model.disc_filters=8,16,256,512",
+            "model.generator.filters=8,16,32,512,512",
+            "model.discriminator.filters=8,16,256,512",
             "model.num_scales=1",
         ],
     )
@@ -315,7 +315,7 @@ def test_float16_overflow_on_one_replica_skips_the_update_everywhere():
     from colourise_tf import losses
     from colourise_tf.training.trainer import GANTrainer
 
-    cfg = _cfg("data.batch_size=4", "loss.adversarial=none", "model.discriminator=none")
+    cfg = _cfg("data.batch_size=4", "loss.adversarial=none", "model.discriminator.kind=none")
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         strategy = _strategy(2)

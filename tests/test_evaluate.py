@@ -320,13 +320,15 @@ def _handmade_run(root: Path, preset: str, overrides: list[str]) -> Path:
 
 
 def test_every_model_family_evaluates(tmp_path):
-    small = ["model.gen_filters=8,16", "model.disc_filters=8,16"]
+    small = ["model.generator.filters=8,16", "model.discriminator.filters=8,16"]
     runs = [
         # YUV + noise channel + fixed-size DCGAN discriminator (the DCGAN report)
-        _handmade_run(tmp_path, "dcgan-sky", ["model.gen_filters=8,8,8,8", "model.disc_filters=8,8,8,8"]),
+        _handmade_run(
+            tmp_path, "dcgan-sky", ["model.generator.filters=8,8,8,8", "model.discriminator.filters=8,8,8,8"]
+        ),
         _handmade_run(tmp_path, "gorriz-ibn-sn-md", small),  # 3-scale discriminator
         _handmade_run(tmp_path, "partial-mask", small),  # mask + hint channels (the IMPA project)
-        _handmade_run(tmp_path, "tarres-seg-shared", ["model.gen_filters=8,16"]),  # per-class chroma, no D
+        _handmade_run(tmp_path, "tarres-seg-shared", ["model.generator.filters=8,16"]),  # per-class chroma, no D
     ]
     kwargs = dict(limit=3, batch_size=2, perceptual_weights=None, progress=False, grey_baseline=False)
     res = evaluate.evaluate_models([str(r) for r in runs], **kwargs)
@@ -348,7 +350,9 @@ def test_mask_models_are_evaluated_with_the_mask_their_target_implies(tmp_path, 
     """Hints-target mask models get an empty mask (automatic colourisation); models that
     colour only inside the mask (loss.mask_target=partial) get a full one."""
     run = _handmade_run(
-        tmp_path, "partial-mask", ["model.gen_filters=8,16", "model.disc_filters=8,16", f"loss.mask_target={target}"]
+        tmp_path,
+        "partial-mask",
+        ["model.generator.filters=8,16", "model.discriminator.filters=8,16", f"loss.mask_target={target}"],
     )
     seen = []
     real = evaluate.inference.generator_input

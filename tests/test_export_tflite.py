@@ -235,7 +235,7 @@ def test_bad_quantisation_is_an_error_not_a_crash(tmp_path):
     a model that XNNPACK cannot prepare (3 levels at 32 px, in most runs: the
     converter is not deterministic on such input). Either way export_tflite raises
     instead of dying or writing that model."""
-    cfg = apply_overrides(get_preset("gorriz-bn-sn"), ["model.gen_filters=8,16,16", "model.image_size=32"])
+    cfg = apply_overrides(get_preset("gorriz-bn-sn"), ["model.generator.filters=8,16,16", "model.image_size=32"])
     generator = build_generator(cfg.model)
     rng = np.random.default_rng(0)
     for v in generator.weights:

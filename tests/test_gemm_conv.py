@@ -162,7 +162,12 @@ def test_gan_step_with_gemm_convs_matches_plain_step_also_mirrored(monkeypatch):
 
     cfg = config_lib.apply_overrides(
         config_lib.get_preset("tiny"),
-        ["data.batch_size=4", "model.gen_norm=instance", "model.disc_norm=instance", "model.gen_dropout=0.0"],
+        [
+            "data.batch_size=4",
+            "model.generator.norm=instance",
+            "model.discriminator.norm=instance",
+            "model.generator.dropout=0.0",
+        ],
     )
     s = cfg.model.image_size
     batch = {"image": tf.constant(np.random.default_rng(0).integers(0, 256, (4, s, s, 3), dtype=np.uint8))}

@@ -31,19 +31,19 @@ def reduced(name: str, width: int = 8) -> C.ExperimentConfig:
     cfg = C.get_preset(name)
     m = cfg.model
     overrides = [
-        "model.gen_filters=" + ",".join([str(width)] * len(m.gen_filters)),
-        "model.disc_filters=" + ",".join([str(width)] * len(m.disc_filters)),
+        "model.generator.filters=" + ",".join([str(width)] * len(m.generator.filters)),
+        "model.discriminator.filters=" + ",".join([str(width)] * len(m.discriminator.filters)),
     ]
-    if m.generator == "resnet":
-        overrides.append("model.resnet_blocks=2")
+    if m.generator.kind == "resnet":
+        overrides.append("model.generator.resnet_blocks=2")
     return C.apply_overrides(cfg, overrides)
 
 
 def test_size(m: C.ModelConfig) -> int:
-    if m.generator.startswith("dcgan") or m.discriminator == "dcgan":
+    if m.generator.kind.startswith("dcgan") or m.discriminator.kind == "dcgan":
         return m.image_size
-    if m.generator.startswith("unet"):
-        return max(32, 2 ** len(m.gen_filters))
+    if m.generator.kind.startswith("unet"):
+        return max(32, 2 ** len(m.generator.filters))
     return 32
 
 
@@ -78,7 +78,7 @@ def test_every_preset_builds_runs_and_round_trips(name):
     x = _x(2, size, size, c_in)
     out = g(x, training=True)
     out = g(x, training=False)
-    if m.generator == "unet-seg-separate":
+    if m.generator.kind == "unet-seg-separate":
         chroma, seg = out
         assert tuple(chroma.shape) == (2, size, size, 2) and tuple(seg.shape) == (2, size, size, m.n_classes)
         assert seg.dtype == tf.float32
@@ -93,7 +93,7 @@ def test_every_preset_builds_runs_and_round_trips(name):
     clone.set_weights(g.get_weights())
     _assert_same_outputs(g, clone, x)
 
-    if m.discriminator == "none":
+    if m.discriminator.kind == "none":
         assert d is None
         return
     assert d.name == "discriminator"
@@ -104,9 +104,9 @@ def test_every_preset_builds_runs_and_round_trips(name):
     assert isinstance(logits, list) and len(logits) == m.num_scales
     for t in logits:
         assert t.dtype == tf.float32
-    if m.discriminator == "dcgan":
+    if m.discriminator.kind == "dcgan":
         assert [tuple(t.shape) for t in logits] == [(2, 1)]
-    elif m.discriminator == "pixelgan":
+    elif m.discriminator.kind == "pixelgan":
         assert [tuple(t.shape) for t in logits] == [(2, size, size, 1)]
     d_clone = type(d).from_config(d.get_config())
     assert type(d_clone) is type(d) is D.ListOutputModel
@@ -119,7 +119,7 @@ def test_every_preset_builds_runs_and_round_trips(name):
 def test_build_preset_is_one_call_and_none_discriminator():
     g, d = models.build_preset("tiny")
     assert d is not None and 3_000 < g.count_params() + d.count_params() < 10_000
-    g, d = models.build_preset("unet-l1", ["model.gen_filters=8,8"])
+    g, d = models.build_preset("unet-l1", ["model.generator.filters=8,8"])
     assert d is None and g.output_shape == (None, None, None, 2)
 
 
@@ -159,7 +159,7 @@ def _conv_out(n: int, k: int, s: int, p: int) -> int:
 @pytest.mark.parametrize("size,scales", [(24, 1), (32, 1), (70, 1), (96, 3), (100, 3), (128, 3), (256, 3)])
 def test_patchgan_output_sizes_follow_conv_arithmetic(size, scales):
     d = models.build_discriminator(
-        C.ModelConfig(discriminator="patchgan", disc_filters=(8, 8, 8, 8), num_scales=scales)
+        C.ModelConfig(discriminator=C.DiscriminatorConfig(kind="patchgan", filters=(8, 8, 8, 8)), num_scales=scales)
     )
     outs = d(_x(1, size, size, 3))
     n = size
@@ -179,7 +179,9 @@ def test_patchgan_output_sizes_follow_conv_arithmetic(size, scales):
 def test_patchgan_rejects_inputs_too_small_for_it():
     assert D.patchgan_min_input_size(4) == 24 and D.patchgan_output_size(24) == 1
     assert D.patchgan_output_size(23) < 1
-    d = models.build_discriminator(C.ModelConfig(disc_filters=(8, 8, 8, 8), num_scales=3))
+    d = models.build_discriminator(
+        C.ModelConfig(discriminator=C.DiscriminatorConfig(filters=(8, 8, 8, 8)), num_scales=3)
+    )
     with pytest.raises(ValueError, match="minimum 24x24"):
         d(_x(1, 64, 64, 3))  # the x4 scale would see 16x16
 
@@ -276,7 +278,9 @@ def test_ibn_placement_follows_the_documented_rule():
 
 def test_spectral_norm_in_a_training_loop():
     keras.utils.set_random_seed(3)
-    cfg = C.apply_overrides(C.get_preset("tiny"), ["model.disc_spectral_norm=true", "model.disc_norm=none"])
+    cfg = C.apply_overrides(
+        C.get_preset("tiny"), ["model.discriminator.spectral_norm=true", "model.discriminator.norm=none"]
+    )
     d = models.build_discriminator(cfg.model)
     opt = keras.optimizers.Adam(2e-4, beta_1=0.5)
     x = _x(2, 32, 32, 3)
@@ -303,7 +307,7 @@ def test_spectral_norm_in_a_training_loop():
 
 
 def test_generator_inference_is_deterministic_with_dropout_and_sn():
-    cfg = C.apply_overrides(reduced("gorriz-bn-sn"), ["model.gen_dropout=0.5"])
+    cfg = C.apply_overrides(reduced("gorriz-bn-sn"), ["model.generator.dropout=0.5"])
     g = models.build_generator(cfg.model)
     x = _x(2, 128, 128, 1)
     g(x, training=True)
@@ -353,7 +357,7 @@ def test_dcgan_layers_and_advanced_variant():
 
 
 def test_multiscale_inputs_are_average_pooled_copies_with_separate_weights():
-    m = C.ModelConfig(discriminator="patchgan", disc_filters=(8, 8), num_scales=3, disc_norm="none")
+    m = C.ModelConfig(discriminator=C.DiscriminatorConfig(kind="patchgan", filters=(8, 8), norm="none"), num_scales=3)
     d = models.build_discriminator(m)
     subs = [layer for layer in d.layers if isinstance(layer, keras.Model)]
     assert [s.name for s in subs] == ["patchgan_x1", "patchgan_x2", "patchgan_x4"]
@@ -425,7 +429,9 @@ def test_check_image_size_agrees_with_the_generator_itself(name, sizes):
     g = models.build_generator(base.model)
     c_in = models.generator_input_channels(base.model)
     for size in sizes:
-        m = dataclasses.replace(base.model, image_size=size, discriminator="none", num_scales=1)
+        m = dataclasses.replace(
+            base.model, image_size=size, discriminator=C.DiscriminatorConfig(kind="none"), num_scales=1
+        )
         try:
             models.check_image_size(m)
             accepted = True
@@ -446,7 +452,11 @@ def test_check_image_size_names_the_smallest_patchgan_input():
         models.check_image_size(dataclasses.replace(m, image_size=64))
     models.check_image_size(dataclasses.replace(m, image_size=128))
     # A 3-width PatchGAN needs 12 pixels (patchgan_min_input_size(3)) at its x4 scale.
-    small_g = dataclasses.replace(m, gen_filters=(8, 8), disc_filters=(8, 8, 8))
+    small_g = dataclasses.replace(
+        m,
+        generator=dataclasses.replace(m.generator, filters=(8, 8)),
+        discriminator=dataclasses.replace(m.discriminator, filters=(8, 8, 8)),
+    )
     need = D.patchgan_min_input_size(3)
     models.check_image_size(dataclasses.replace(small_g, image_size=4 * need))
     with pytest.raises(ValueError, match=rf"needs at least {need}x{need} \(model.image_size >= {4 * need}\)"):

@@ -193,7 +193,7 @@ def test_deterministic_model_ignores_sample(vivid_run):
 
 
 def test_dropout_sampling_is_seeded_and_touches_nothing_else(tmp_path):
-    run_dir = make_run(tmp_path / "drop", ["model.gen_dropout=0.5", "model.gen_spectral_norm=true"])
+    run_dir = make_run(tmp_path / "drop", ["model.generator.dropout=0.5", "model.generator.spectral_norm=true"])
     pred = load_predictor(run_dir)
     assert pred.stochastic and pred.has_dropout
     g = grey_batch()

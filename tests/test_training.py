@@ -207,7 +207,7 @@ def test_resume_refuses_other_model_or_data_settings_and_applies_new_learning_ra
     saved_config = (tmp_path / "config.json").read_text()
     latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
     for change, names in [
-        (["model.gen_filters=4,8,8,8"], "model.gen_filters"),
+        (["model.generator.filters=4,8,8,8"], "model.generator.filters"),
         (["data.batch_size=4", "model.num_scales=2"], "model.num_scales.*data.batch_size"),
     ]:
         with pytest.raises(ResumeMismatchError, match=names):
@@ -298,11 +298,11 @@ def test_mirrored_two_replicas_equals_single_replica_update():
 
     cfg = tiny(
         "data.batch_size=4",
-        "model.gen_norm=instance",
-        "model.disc_norm=instance",
-        "model.gen_dropout=0.0",
-        "model.gen_spectral_norm=false",
-        "model.disc_spectral_norm=false",
+        "model.generator.norm=instance",
+        "model.discriminator.norm=instance",
+        "model.generator.dropout=0.0",
+        "model.generator.spectral_norm=false",
+        "model.discriminator.spectral_norm=false",
     )
     rng = np.random.default_rng(0)
     s = cfg.model.image_size
@@ -432,9 +432,9 @@ def test_cli_errors_found_while_starting_are_one_line_exit_2(tmp_path, capsys, m
     assert "colourise-train: strategy 'multiworker' needs the TF_CONFIG" in err and "Traceback" not in err
     assert main([*args, "--workdir", str(tmp_path / "b"), "train.steps=1"]) == 0
     capsys.readouterr()
-    assert main([*args, "--workdir", str(tmp_path / "b"), "train.steps=2", "model.gen_filters=4,4,4,4"]) == 2
+    assert main([*args, "--workdir", str(tmp_path / "b"), "train.steps=2", "model.generator.filters=4,4,4,4"]) == 2
     err = capsys.readouterr().err
-    assert "cannot resume" in err and "model.gen_filters" in err and "Traceback" not in err
+    assert "cannot resume" in err and "model.generator.filters" in err and "Traceback" not in err
 
 
 def test_segmentation_presets_without_labels_are_a_clear_error(tmp_path, capsys):
@@ -447,7 +447,7 @@ def test_segmentation_presets_without_labels_are_a_clear_error(tmp_path, capsys)
             "--workdir",
             str(tmp_path / "seg"),
             "--no-progress",
-            "model.gen_filters=4,4,4,4,4,4,4",
+            "model.generator.filters=4,4,4,4,4,4,4",
             "model.image_size=128",
             "train.steps=1",
         ]
@@ -598,7 +598,9 @@ def test_bfloat16_run_trains_and_leaves_the_global_policy_alone(tmp_path):
     from colourise_tf.training.loop import run_training
 
     keras.mixed_precision.set_global_policy("float32")
-    cfg = tiny("train.steps=2", "train.precision=mixed_bfloat16", "model.gen_norm=ibn", "model.disc_norm=ibn")
+    cfg = tiny(
+        "train.steps=2", "train.precision=mixed_bfloat16", "model.generator.norm=ibn", "model.discriminator.norm=ibn"
+    )
     result = run_training(cfg, tmp_path, strategy="default", progress=False)
     assert keras.mixed_precision.global_policy().name == "float32"
     assert all(np.isfinite(v) for v in result.last_metrics.values())
@@ -684,12 +686,12 @@ def test_separate_decoders_train_in_the_seed_two_stages():
     cfg = config_lib.apply_overrides(
         config_lib.get_preset("tarres-seg-separate"),
         [
-            "model.gen_filters=4,4",
+            "model.generator.filters=4,4",
             "model.image_size=16",
             "model.n_classes=3",
             "train.seg_pretrain_steps=1",
             "train.precision=float32",
-            "model.gen_dropout=0",
+            "model.generator.dropout=0",
         ],
     )
     trainer = GANTrainer(cfg, tf.distribute.get_strategy())

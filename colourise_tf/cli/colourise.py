@@ -659,7 +659,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return fail(str(err))
     if args.samples > 1 and not predictor.stochastic and not args.quiet:
         why = "no noise channel or dropout"
-        if predictor.cfg is not None and predictor.cfg.model.gen_dropout > 0:
+        if predictor.cfg is not None and predictor.cfg.model.generator.dropout > 0:
             why = "exports run without dropout; sampling dropout needs the run directory"
         print(
             f"colourise: note: {predictor.source} is deterministic ({why}): writing one colourisation per input",

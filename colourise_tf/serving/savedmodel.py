@@ -448,7 +448,7 @@ def export_metadata(
         "noise_channel": bool(m.noise_channel),
         "mask_channel": bool(m.mask_channel),
         "n_classes": int(m.n_classes),
-        "generator": m.generator,
+        "generator": m.generator.kind,
         "generator_input_channels": generator_input_channels(m),
         "step": step,
         "checkpoint": checkpoint,

@@ -361,7 +361,7 @@ def sidecar_base(cfg: ExperimentConfig) -> dict[str, Any]:
         "preset": cfg.name,
         "input_name": input_name_for(cfg),
         "output_name": OUTPUT_NAME,
-        "generator": m.generator,
+        "generator": m.generator.kind,
         "generator_input_channels": generator_input_channels(m),
         "input_range": [-1.0, 1.0],
         "output_range": [-1.0, 1.0],

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from colourise_tf import data as data_lib
 from colourise_tf import fileio
-from colourise_tf.config import ExperimentConfig, save_config
+from colourise_tf.config import ExperimentConfig, flat_dict, save_config, validate_for_training
 from colourise_tf.fileio import atomic_write_text, atomic_writer
 from colourise_tf.formats import run_dir as run_dir_format
 from colourise_tf.ops import cpu_only
@@ -183,21 +183,21 @@ def check_resume_compatible(run_dir: str, cfg: ExperimentConfig, latest: str) ->
     of the run's ``config.json``. Loss, optimiser and loop settings may change: the
     new learning rates apply from the resumed step. Nothing is written here.
     """
-    from colourise_tf.config import load_config, to_dict
+    from colourise_tf.config import load_config
 
     path = run_dir_format.config_path(run_dir)
     if not fileio.exists(path):
         return  # checkpoints from elsewhere: nothing to compare with
     try:
-        before = to_dict(load_config(path))
+        before = flat_dict(load_config(path))
     except ValueError as exc:
         raise ResumeMismatchError(f"cannot resume {run_dir}: {exc}") from None
-    now = to_dict(cfg)
     diffs = [
-        f"{section}.{key}: {before[section].get(key)!r} -> {value!r}"
-        for section in ("model", "data")
-        for key, value in now[section].items()
-        if (section, key) not in _RESUME_FREE and before[section].get(key) != value
+        f"{key}: {before.get(key)!r} -> {value!r}"
+        for key, value in flat_dict(cfg).items()
+        if key.split(".", 1)[0] in ("model", "data")
+        and tuple(key.split(".", 1)) not in _RESUME_FREE
+        and before.get(key) != value
     ]
     if diffs:
         raise ResumeMismatchError(
@@ -324,13 +324,7 @@ def _build_train_dataset(
     """The training pipeline: the global batch, or with ``input_context`` this input
     pipeline's per-replica batches over its own files."""
     d = cfg.data
-    if cfg.model.n_classes and d.segmentation_key is None:
-        raise ValueError(
-            f"{cfg.model.generator} (model.n_classes={cfg.model.n_classes}) learns from per-pixel "
-            f"class labels: train it on a TFDS dataset with a segmentation-mask feature and name "
-            f"that feature with data.segmentation_key (e.g. --dataset <name> "
-            f"data.segmentation_key=segmentation_mask); {d.dataset!r} has none"
-        )
+    validate_for_training(cfg)
     return data_lib.build_dataset(
         d.dataset,
         split=d.split,
@@ -489,7 +483,7 @@ def _run_training(
     latest = tf.train.latest_checkpoint(run_dir_format.checkpoint_dir(run_dir))
     if latest:
         check_resume_compatible(run_dir, cfg, latest)
-    if getattr(tc, "deterministic_ops", False) or os.environ.get("TF_DETERMINISTIC_OPS") == "1":
+    if tc.deterministic_ops or os.environ.get("TF_DETERMINISTIC_OPS") == "1":
         tf.config.experimental.enable_op_determinism()
     if tc.seed is not None:
         import keras

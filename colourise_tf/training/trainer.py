@@ -62,16 +62,15 @@ class GANTrainer:
         jit_compile: bool | None = None,
     ):
         self.cfg = cfg
-        self.jit_compile = bool(getattr(cfg.train, "xla", False)) if jit_compile is None else jit_compile
+        self.jit_compile = cfg.train.xla if jit_compile is None else jit_compile
         self.strategy = strategy or tf.distribute.get_strategy()
         self.precision = precision
         self.replicas = self.strategy.num_replicas_in_sync
         check_batch_split(cfg.data.batch_size, self.replicas)
         self.spec = inference.ModelSpec.from_model_config(cfg.model)
         m, lc, oc = cfg.model, cfg.loss, cfg.optim
-        if lc.adversarial != "none" and m.discriminator == "none":
-            raise ValueError(f"preset {cfg.name!r}: loss.adversarial={lc.adversarial!r} needs a discriminator")
-        self.use_gan = lc.adversarial != "none" and m.discriminator != "none"
+        # config.validate: an adversarial loss always comes with a discriminator.
+        self.use_gan = lc.adversarial != "none"
         if self.use_gan:
             self.gen_adv_loss, self.disc_adv_loss = losses.get_adversarial_losses(lc.adversarial)
         self.reconstruction = {
@@ -95,8 +94,8 @@ class GANTrainer:
         self._train_fns: dict[int, Any] = {}
         self._loop_fns: dict[tuple, Any] = {}
         self._replica_fns: dict[int, Any] = {}
-        self.seg_pretrain_steps = int(getattr(cfg.train, "seg_pretrain_steps", 0))
-        if m.generator != "unet-seg-separate":
+        self.seg_pretrain_steps = cfg.train.seg_pretrain_steps
+        if m.generator.kind != "unet-seg-separate":
             self.seg_pretrain_steps = 0
         # unet-seg-separate's decoders: colour (left out in stage 1), segmentation (frozen in stage 2).
         self._colour_branch = self._branch_variable_ids(("dec",), "chroma_conv")
@@ -213,7 +212,7 @@ class GANTrainer:
         if partial:  # the IMPA project's target: the colours inside the mask, grey (ab = 0) elsewhere
             chroma = extras["hints"]
         seg = batch.get("segmentation") if isinstance(batch, dict) else None
-        gen_kind = cfg.model.generator
+        gen_kind = cfg.model.generator.kind
         metrics: dict[str, tf.Tensor] = {}
 
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
