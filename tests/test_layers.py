@@ -23,31 +23,8 @@ def _x(*shape):
     return RNG.standard_normal(shape).astype("float32")
 
 
-BLOCK_CASES = [
-    dict(filters=8, norm="none", activation="leaky_relu"),
-    dict(filters=8, norm="batch", activation="relu", dropout=0.5),
-    dict(filters=8, norm="instance", spectral_norm=True, activation="leaky_relu"),
-    dict(filters=8, norm="ibn", spectral_norm=True, activation="relu", transpose=True),
-    dict(filters=8, kernel_size=4, strides=1, padding=1, norm="batch"),
-    dict(filters=8, kernel_size=7, strides=1, padding=3, pad_mode="reflect", init="glorot_uniform", norm="batch"),
-    dict(filters=2, norm="none", activation="tanh", use_bias=True, transpose=True),
-]
-
-
-@pytest.mark.parametrize("kwargs", BLOCK_CASES)
-def test_conv_block_config_round_trip(kwargs):
-    x = _x(2, 16, 16, 4)
-    block = ConvBlock(**kwargs)
-    block(x, training=True)  # build + move BN statistics away from the initial values
-    config = block.get_config()
-    clone = ConvBlock.from_config(config)
-    assert clone.get_config() == config
-    clone.build(x.shape)
-    clone.set_weights(block.get_weights())
-    np.testing.assert_allclose(clone(x).numpy(), block(x).numpy(), atol=1e-6)
-    # Serialise through Keras' registry too.
-    again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(block))
-    assert isinstance(again, ConvBlock) and again.get_config() == config
+# The common layer contract (build, calls, a training step, bfloat16, config round trip)
+# of every layer here is tests/test_layer_contract.py.
 
 
 def test_conv_block_shapes_and_bias_rule():

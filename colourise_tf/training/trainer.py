@@ -39,6 +39,32 @@ def _as_list(x) -> list:
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
+@dataclasses.dataclass
+class _Forward:
+    """One replica's forward pass: targets, G's outputs and D's logits (float32)."""
+
+    grey: tf.Tensor  # L (or Y), network range
+    chroma: tf.Tensor  # the chroma target (mask * ab for loss.mask_target=partial)
+    pred: tf.Tensor  # G's first output: chroma, or 2 channels per class (unet-seg-shared)
+    fake: tf.Tensor  # the generated chroma D judges
+    seg_logits: tf.Tensor | None  # G's segmentation head (unet-seg-separate)
+    seg: tf.Tensor | None  # per-pixel class labels, when the data has them
+    extras: dict  # "mask" and "hints" of a mask-channel model
+    partial: bool  # loss.mask_target=partial
+    d_real: list = dataclasses.field(default_factory=list)  # D's logits per scale, real pair
+    d_fake: list = dataclasses.field(default_factory=list)  # and fake pair
+
+
+def _output_branches(model: keras.Model) -> tuple[set[int], set[int]]:
+    """For a two-output functional model: ids of the trainable variables that only the
+    first output depends on, and those only the second depends on (found through the
+    model's graph); two empty sets for a one-output model."""
+    if len(model.outputs) != 2:
+        return set(), set()
+    first, second = ({id(v) for v in keras.Model(model.inputs, out).trainable_variables} for out in model.outputs)
+    return first - second, second - first
+
+
 class GANTrainer:
     """Builds models, optimisers and the distributed train step for one experiment.
 
@@ -97,9 +123,9 @@ class GANTrainer:
         self.seg_pretrain_steps = cfg.train.seg_pretrain_steps
         if m.generator.kind != "unet-seg-separate":
             self.seg_pretrain_steps = 0
-        # unet-seg-separate's decoders: colour (left out in stage 1), segmentation (frozen in stage 2).
-        self._colour_branch = self._branch_variable_ids(("dec",), "chroma_conv")
-        self._seg_branch = self._branch_variable_ids(("seg_dec",), "segmentation_conv")
+        # A two-output generator (unet-seg-separate): the variables only the colour output
+        # uses (left out in stage 1) and only the segmentation output uses (frozen in stage 2).
+        self._colour_branch, self._seg_branch = _output_branches(self.generator)
 
     # ------------------------------------------------------------------ setup
     def _optimizer(self, lr: float) -> keras.optimizers.Optimizer:
@@ -181,15 +207,6 @@ class GANTrainer:
             return 1
         return 2
 
-    def _branch_variable_ids(self, prefixes: tuple[str, ...], head: str) -> set[int]:
-        """ids of G's trainable variables in layers named ``<prefix>...`` or ``head``."""
-        return {
-            id(v)
-            for layer in self.generator.layers
-            if layer.name.startswith(prefixes) or layer.name == head
-            for v in layer.trainable_variables
-        }
-
     def _generator_variables(self, stage: int) -> list:
         """G's variables trained in ``stage``: stage 1 leaves the colour decoder out (it has
         no loss yet), stage 2 of a two-stage run freezes the segmentation decoder."""
@@ -199,82 +216,100 @@ class GANTrainer:
         skip = self._colour_branch if stage == 1 else self._seg_branch
         return [v for v in variables if id(v) not in skip]
 
-    def _replica_step(self, batch, step, stage: int = 2):
-        """One step on this replica's batch; returns its metrics weighted by its batch share."""
-        cfg, lc = self.cfg, self.cfg.loss
+    def _forward(self, batch, step) -> _Forward:
+        """Both networks on this replica's batch: G once, D on the real and on the fake pair."""
+        cfg = self.cfg
         images = batch["image"]
         if "crop_size" in batch:  # prepared shards' windows, resized here (data.resize_on_device)
             images = data_lib.resize_crops(images, batch["crop_size"], cfg.model.image_size)
         grey, chroma = colour.rgb_to_model(images, cfg.model.colour_space)
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
         g_in, extras = self.generator_inputs(grey, chroma, batch, step, replica)
-        partial = "mask" in extras and lc.mask_target == "partial"
+        partial = "mask" in extras and cfg.loss.mask_target == "partial"
         if partial:  # the IMPA project's target: the colours inside the mask, grey (ab = 0) elsewhere
             chroma = extras["hints"]
-        seg = batch.get("segmentation") if isinstance(batch, dict) else None
-        gen_kind = cfg.model.generator.kind
+        seg = batch.get("segmentation")
+        outputs = [tf.cast(o, tf.float32) for o in _as_list(self.generator(g_in, training=True))]
+        pred = outputs[0]
+        # Per-class chroma (unet-seg-shared: 2 channels per class): the labelled class's pair.
+        fake = losses.select_class_chroma(pred, seg) if pred.shape[-1] > 2 else pred
+        fwd = _Forward(grey, chroma, pred, fake, outputs[1] if len(outputs) > 1 else None, seg, extras, partial)
+        if self.use_gan:
+            d_side = [extras["mask"]] if "mask" in extras else []  # D sees the mask too
+            real_in = tf.concat([grey, chroma] + d_side, axis=-1)
+            fake_in = tf.concat([grey, fake] + d_side, axis=-1)
+            fwd.d_real = [tf.cast(x, tf.float32) for x in _as_list(self.discriminator(real_in, training=True))]
+            fwd.d_fake = [tf.cast(x, tf.float32) for x in _as_list(self.discriminator(fake_in, training=True))]
+        return fwd
+
+    def _generator_terms(self, fwd: _Forward) -> dict[str, tf.Tensor]:
+        """G's weighted loss terms, by name (``loss/g_<name>`` in the metrics)."""
+        cfg, lc = self.cfg, self.cfg.loss
+        terms: dict[str, tf.Tensor] = {}
+        if fwd.pred.shape[-1] > 2:  # per-class chroma: the per-class L1 (Tarrés 2021 S4.3.1)
+            seg_l1 = losses.segmentation_l1_loss(fwd.pred, fwd.chroma, fwd.seg, cfg.model.n_classes)
+            terms["segmentation"] = lc.segmentation_weight * seg_l1
+        if fwd.seg_logits is not None:  # a segmentation head (Tarrés 2021 S4.3.2)
+            ce = tf.keras.losses.sparse_categorical_crossentropy(fwd.seg, fwd.seg_logits, from_logits=True)
+            terms["segmentation"] = lc.segmentation_weight * tf.reduce_mean(ce)
+        if lc.reconstruction_weight > 0:
+            terms["reconstruction"] = lc.reconstruction_weight * self.reconstruction(fwd.chroma, fwd.fake)
+        if self.feature_loss is not None:
+            space = cfg.model.colour_space
+            rgb_fake = colour.model_to_rgb(fwd.grey, fwd.fake, space)
+            rgb_real = colour.model_to_rgb(fwd.grey, fwd.chroma, space)
+            terms["feature"] = lc.feature_weight * tf.cast(self.feature_loss(rgb_real, rgb_fake), tf.float32)
+        if lc.mask_weight > 0 and "mask" in fwd.extras:
+            # partial: squared L2 to the partial target over every pixel.
+            weight_map = tf.ones_like(fwd.extras["mask"]) if fwd.partial else fwd.extras["mask"]
+            terms["mask"] = lc.mask_weight * losses.mask_loss(fwd.fake, fwd.extras["hints"], weight_map)
+        if self.use_gan:
+            terms["adversarial"] = lc.adversarial_weight * self.gen_adv_loss(fwd.d_fake)
+        return terms
+
+    def _discriminator_loss(self, fwd: _Forward) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        """D's loss and its metrics: accuracy on real and fake per scale, and with several
+        scales each scale's loss (the terms of eq. 6 of Górriz et al. 2019)."""
+        lc = self.cfg.loss
+        d_loss = self.disc_adv_loss(fwd.d_real, fwd.d_fake)
         metrics: dict[str, tf.Tensor] = {}
+        # Least-squares D targets 0/1, so its decision boundary is 0.5, not 0.
+        threshold = 0.5 if lc.adversarial == "least_squares" else 0.0
+        acc_real, acc_fake = losses.discriminator_accuracy(fwd.d_real, fwd.d_fake, threshold=threshold)
+        for i, (ar, af) in enumerate(zip(_as_list(acc_real), _as_list(acc_fake))):
+            metrics[f"d_accuracy_real/scale{i}"] = ar
+            metrics[f"d_accuracy_fake/scale{i}"] = af
+        if len(fwd.d_real) > 1:
+            for i, (r, f) in enumerate(zip(fwd.d_real, fwd.d_fake)):
+                metrics[f"loss_per_scale/d_scale{i}"] = tf.stop_gradient(self.disc_adv_loss([r], [f]))
+        return d_loss, metrics
 
+    def _scaled(self, loss: tf.Tensor, share: tf.Tensor, opt) -> tf.Tensor:
+        """``loss`` weighted by this replica's batch share (and loss-scaled under fp16)."""
+        scaled = loss * share
+        return opt.scale_loss(scaled) if self.precision == "mixed_float16" else scaled
+
+    def _replica_step(self, batch, step, stage: int = 2):
+        """One step on this replica's batch: the forward pass, G's loss terms and D's loss,
+        then each network's update from its own tape; returns the metrics weighted by the
+        replica's batch share. D's forward pass runs once: its output on the fake pair
+        feeds both G's adversarial term (through ``g_tape``) and D's loss (``d_tape``)."""
+        share = self._batch_share(batch)
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            outputs = self.generator(g_in, training=True)
-            outputs = [tf.cast(o, tf.float32) for o in _as_list(outputs)]
-            pred = outputs[0]
-            g_terms: dict[str, tf.Tensor] = {}
-            if gen_kind == "unet-seg-shared":
-                n = cfg.model.n_classes
-                g_terms["segmentation"] = lc.segmentation_weight * losses.segmentation_l1_loss(pred, chroma, seg, n)
-                fake = losses.select_class_chroma(pred, seg)
-            else:
-                fake = pred
-            if gen_kind == "unet-seg-separate":
-                seg_logits = outputs[1]
-                ce = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(seg, seg_logits, from_logits=True))
-                g_terms["segmentation"] = lc.segmentation_weight * ce
-            if lc.reconstruction_weight > 0:
-                g_terms["reconstruction"] = lc.reconstruction_weight * self.reconstruction(chroma, fake)
-            if self.feature_loss is not None:
-                space = cfg.model.colour_space
-                rgb_fake = colour.model_to_rgb(grey, fake, space)
-                rgb_real = colour.model_to_rgb(grey, chroma, space)
-                g_terms["feature"] = lc.feature_weight * tf.cast(self.feature_loss(rgb_real, rgb_fake), tf.float32)
-            if lc.mask_weight > 0 and "mask" in extras:
-                # partial: squared L2 to the partial target over every pixel.
-                weight_map = tf.ones_like(extras["mask"]) if partial else extras["mask"]
-                g_terms["mask"] = lc.mask_weight * losses.mask_loss(fake, extras["hints"], weight_map)
-            d_loss = None
+            fwd = self._forward(batch, step)
+            g_terms = self._generator_terms(fwd)
+            # Tarrés 2021 S4.3.2: segmentation alone first.
+            trained = {"segmentation": g_terms["segmentation"]} if stage == 1 else g_terms
+            g_loss = tf.add_n(list(trained.values()))
+            g_scaled = self._scaled(g_loss, share, self.g_opt)
             if self.use_gan:
-                d_side = [extras["mask"]] if "mask" in extras and self._disc_takes_mask() else []
-                real_in = tf.concat([grey, chroma] + d_side, axis=-1)
-                fake_in = tf.concat([grey, fake] + d_side, axis=-1)
-                d_real = [tf.cast(x, tf.float32) for x in _as_list(self.discriminator(real_in, training=True))]
-                d_fake = [tf.cast(x, tf.float32) for x in _as_list(self.discriminator(fake_in, training=True))]
-                g_terms["adversarial"] = lc.adversarial_weight * self.gen_adv_loss(d_fake)
-                d_loss = self.disc_adv_loss(d_real, d_fake)
-                # Least-squares D targets 0/1, so its decision boundary is 0.5, not 0.
-                threshold = 0.5 if lc.adversarial == "least_squares" else 0.0
-                acc_real, acc_fake = losses.discriminator_accuracy(d_real, d_fake, threshold=threshold)
-                for i, (ar, af) in enumerate(zip(_as_list(acc_real), _as_list(acc_fake))):
-                    metrics[f"d_accuracy_real/scale{i}"] = ar
-                    metrics[f"d_accuracy_fake/scale{i}"] = af
-                if len(d_real) > 1:  # the terms of eq. 6 (Górriz et al. 2019): one per scale
-                    for i, (r, f) in enumerate(zip(d_real, d_fake)):
-                        metrics[f"loss_per_scale/d_scale{i}"] = tf.stop_gradient(self.disc_adv_loss([r], [f]))
-            trained_terms = g_terms
-            if stage == 1:  # Tarrés 2021 S4.3.2: segmentation alone first
-                trained_terms = {"segmentation": g_terms["segmentation"]}
-            g_loss = tf.add_n(list(trained_terms.values()))
-            share = self._batch_share(batch)
-            g_scaled = g_loss * share
-            if self.precision == "mixed_float16":
-                g_scaled = self.g_opt.scale_loss(g_scaled)
-            if d_loss is not None:
-                d_scaled = d_loss * share
-                if self.precision == "mixed_float16":
-                    d_scaled = self.d_opt.scale_loss(d_scaled)
-
+                d_loss, metrics = self._discriminator_loss(fwd)
+                d_scaled = self._scaled(d_loss, share, self.d_opt)
+            else:
+                metrics = {}
         g_vars = self._generator_variables(stage)
         self.g_opt.apply_gradients(zip(self._agreed(g_tape.gradient(g_scaled, g_vars)), g_vars))
-        if d_loss is not None:
+        if self.use_gan:
             d_vars = self.discriminator.trainable_variables
             self.d_opt.apply_gradients(zip(self._agreed(d_tape.gradient(d_scaled, d_vars)), d_vars))
             metrics["loss/d_total"] = d_loss
@@ -304,9 +339,6 @@ class GANTrainer:
         )
         poison = tf.where(bad > 0.0, float("nan"), 0.0)
         return [None if g is None else g + tf.cast(poison, g.dtype) for g in grads]
-
-    def _disc_takes_mask(self) -> bool:
-        return bool(self.cfg.model.mask_channel)
 
     def _replica_fn(self, stage: int):
         """The per-replica step, compiled with XLA when ``jit_compile`` (only the step:
