@@ -67,6 +67,7 @@ __all__ = [
     "load_predictor",
     "input_channels",
     "TFLITE_VARIANTS",
+    "TFLiteRunner",
 ]
 
 #: Second word of the stateless seed of the noise channel when sampling.
@@ -636,6 +637,42 @@ def _quant(detail: dict) -> tuple[float, int] | None:
     return float(scale), int(zero)
 
 
+class TFLiteRunner:
+    """A LiteRT interpreter on one input and one output of a generator: runs a batch one
+    image at a time (the interpreter's input is ``[1, S, S, C_in]``), quantising an
+    integer input and dequantising an integer output with the tensors' scale and zero
+    point. Used by :class:`TFLitePredictor` and by
+    :func:`colourise_tf.serving.tflite.tflite_chroma_fn`.
+
+    Args:
+        interp: an ``ai_edge_litert`` interpreter, tensors allocated.
+        in_detail, out_detail: the input and output tensor details to use.
+    """
+
+    def __init__(self, interp, in_detail: dict, out_detail: dict) -> None:
+        self.interp, self.input, self.output = interp, in_detail, out_detail
+        self.in_quant, self.out_quant = _quant(in_detail), _quant(out_detail)
+        self.in_dtype = np.dtype(in_detail["dtype"])
+
+    def run_one(self, x: np.ndarray) -> np.ndarray:
+        """One ``[H, W, C_in]`` float32 image -> its float32 output."""
+        if self.in_quant is not None:
+            scale, zero = self.in_quant
+            info = np.iinfo(self.in_dtype)
+            x = np.clip(np.round(x / scale) + zero, info.min, info.max)
+        self.interp.set_tensor(self.input["index"], x.astype(self.in_dtype)[None])
+        self.interp.invoke()
+        y = np.array(self.interp.get_tensor(self.output["index"]))[0]
+        if self.out_quant is not None:
+            scale, zero = self.out_quant
+            y = (y.astype(np.float32) - zero) * scale
+        return y.astype(np.float32)
+
+    def run_batch(self, x: np.ndarray) -> np.ndarray:
+        """``[B, H, W, C_in]`` -> ``[B, H, W, C_out]``, float32."""
+        return np.stack([self.run_one(img) for img in np.asarray(x, np.float32)]).astype(np.float32)
+
+
 class TFLitePredictor(Predictor):
     """A ``.tflite`` generator run with the LiteRT interpreter (``ai-edge-litert``).
 
@@ -722,9 +759,7 @@ class TFLitePredictor(Predictor):
                 raise ValueError(f"{source}: input shape {signature} does not accept {want}")
             self._interp.resize_tensor_input(self._in["index"], want)
         self._interp.allocate_tensors()
-        self._in_q = _quant(self._in)
-        self._out_q = _quant(self._out)
-        self._in_dtype = np.dtype(self._in["dtype"])
+        self._runner = TFLiteRunner(self._interp, self._in, self._out)
         self._lock = threading.Lock()
         super().__init__(spec, source, stochastic=spec.noise_channel)
 
@@ -736,27 +771,14 @@ class TFLitePredictor(Predictor):
     @property
     def quantized(self) -> bool:
         """Input or output is integer-quantised."""
-        return self._in_q is not None or self._out_q is not None
-
-    def _run_one(self, x: np.ndarray) -> np.ndarray:
-        if self._in_q is not None:
-            scale, zero = self._in_q
-            info = np.iinfo(self._in_dtype)
-            x = np.clip(np.round(x / scale) + zero, info.min, info.max)
-        self._interp.set_tensor(self._in["index"], x.astype(self._in_dtype)[None])
-        self._interp.invoke()
-        y = np.array(self._interp.get_tensor(self._out["index"]))[0]
-        if self._out_q is not None:
-            scale, zero = self._out_q
-            y = (y.astype(np.float32) - zero) * scale
-        return y.astype(np.float32)
+        return self._runner.in_quant is not None or self._runner.out_quant is not None
 
     def _run_batch(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, np.float32)
         if x.shape[1:3] != (self.spec.image_size, self.spec.image_size):
             raise ValueError(f"{self.source}: fixed input size {self.spec.image_size}, got {x.shape[1:3]}")
         with self._lock:
-            return np.stack([self._run_one(img) for img in x]).astype(np.float32)
+            return self._runner.run_batch(x)
 
     def _forward(self, g_in: tf.Tensor, sample: int | None) -> Any:
         if tf.executing_eagerly():

@@ -60,6 +60,7 @@ from colourise_tf.fileio import atomic_write_bytes
 from colourise_tf.formats import run_dir as run_dir_format
 from colourise_tf.formats import tflite_files
 from colourise_tf.models import generator_input_channels
+from colourise_tf.predictors import TFLiteRunner
 from colourise_tf.runs import LoadedRun, load_run
 
 __all__ = [
@@ -677,28 +678,16 @@ def tflite_chroma_fn(model: str | os.PathLike | bytes, num_threads: int | None =
     """A ``chroma_fn`` for :func:`colourise_tf.inference.colourise_grey` that runs a
     ``.tflite`` generator (eagerly; batches are run one image at a time).
 
-    Handles int8 input/output models by (de)quantising with their parameters.
+    Runs through :class:`colourise_tf.predictors.TFLiteRunner`, which (de)quantises
+    int8 inputs and outputs with their parameters.
     """
     interp = load_interpreter(model, num_threads=num_threads)
-    runner = interp.get_signature_runner()
-    ((in_name, in_d),) = runner.get_input_details().items()
-    ((out_name, out_d),) = runner.get_output_details().items()
-    in_scale, in_zero = in_d.get("quantization", (0.0, 0))
-    out_scale, out_zero = out_d.get("quantization", (0.0, 0))
-    in_dtype = np.dtype(in_d["dtype"])
+    inputs, outputs = interp.get_input_details(), interp.get_output_details()
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ValueError(f"expected a generator with one input and one output, got {len(inputs)} and {len(outputs)}")
+    run = TFLiteRunner(interp, inputs[0], outputs[0])
 
     def fn(x) -> tf.Tensor:
-        x = np.asarray(x, np.float32)
-        outs = []
-        for i in range(x.shape[0]):
-            xi = x[i : i + 1]
-            if in_dtype != np.float32:
-                info = np.iinfo(in_dtype)
-                xi = np.clip(np.round(xi / in_scale + in_zero), info.min, info.max).astype(in_dtype)
-            y = runner(**{in_name: xi})[out_name]
-            if y.dtype != np.float32:
-                y = (y.astype(np.float32) - out_zero) * out_scale
-            outs.append(y)
-        return tf.constant(np.concatenate(outs, axis=0))
+        return tf.constant(run.run_batch(np.asarray(x, np.float32)))
 
     return fn
