@@ -12,6 +12,7 @@ import tensorflow as tf
 from PIL import Image
 
 from colourise_tf import colour, evaluate, inference, metrics
+from colourise_tf.cli import eval as eval_cli
 from colourise_tf.config import apply_overrides, get_preset, save_config
 from colourise_tf.data import build_dataset
 
@@ -235,7 +236,7 @@ def test_savedmodel_and_tflite_give_the_run_numbers(run_dirs, tmp_path):
 
 def test_cli_end_to_end(run_dirs, tmp_path, capsys):
     out = tmp_path / "eval"
-    rc = evaluate.main(
+    rc = eval_cli.main(
         [
             "--model",
             str(run_dirs[0]),
@@ -268,14 +269,14 @@ def test_cli_end_to_end(run_dirs, tmp_path, capsys):
 
 
 def test_cli_bad_model_path_exits_2(tmp_path, capsys):
-    rc = evaluate.main(
+    rc = eval_cli.main(
         ["--model", str(tmp_path / "missing"), "--perceptual-weights", "none", "--out", str(tmp_path / "o")]
     )
     assert rc == 2
     err = capsys.readouterr().err
     assert "missing" in err and "does not exist" in err
     (tmp_path / "empty").mkdir()
-    rc = evaluate.main(
+    rc = eval_cli.main(
         ["--model", str(tmp_path / "empty"), "--perceptual-weights", "none", "--out", str(tmp_path / "o")]
     )
     assert rc == 2 and "cannot load model" in capsys.readouterr().err
@@ -287,11 +288,11 @@ def test_cli_unavailable_vgg_weights_exit_2_and_suggest_none(run_dirs, tmp_path,
         raise Exception("URL fetch failure on https://storage.googleapis.com/...: Name or service not known")
 
     monkeypatch.setattr(metrics, "PerceptualDistance", offline)
-    rc = evaluate.main(["--model", str(run_dirs[0]), "--out", str(tmp_path / "o")])  # default: imagenet
+    rc = eval_cli.main(["--model", str(run_dirs[0]), "--out", str(tmp_path / "o")])  # default: imagenet
     assert rc == 2
     err = capsys.readouterr().err
     assert "URL fetch failure" in err and "--perceptual-weights none" in err
-    rc = evaluate.main(
+    rc = eval_cli.main(
         ["--model", str(run_dirs[0]), "--perceptual-weights", str(tmp_path / "vgg.h5"), "--out", str(tmp_path / "o")]
     )
     assert rc == 2 and "no such file" in capsys.readouterr().err
@@ -299,7 +300,7 @@ def test_cli_unavailable_vgg_weights_exit_2_and_suggest_none(run_dirs, tmp_path,
 
 def test_cli_name_must_follow_a_model(tmp_path):
     with pytest.raises(SystemExit) as exc:
-        evaluate.main(["--name", "x", "--out", str(tmp_path)])
+        eval_cli.main(["--name", "x", "--out", str(tmp_path)])
     assert exc.value.code == 2
 
 
@@ -379,7 +380,7 @@ def test_cli_unusable_out_is_refused_before_evaluating(tmp_path, capsys, monkeyp
     blocker = tmp_path / "results.txt"
     blocker.write_text("keep me")
     for out in (blocker, blocker / "sub"):
-        rc = evaluate.main(["--model", str(tmp_path / "missing"), "--perceptual-weights", "none", "--out", str(out)])
+        rc = eval_cli.main(["--model", str(tmp_path / "missing"), "--perceptual-weights", "none", "--out", str(out)])
         assert rc == 2
         err = capsys.readouterr().err
         assert f"--out {out}" in err and "not a directory" in err and "Traceback" not in err

@@ -15,6 +15,7 @@ from test_data import _colour_noise
 from test_folder_decoding import PY_OPS, TFDS_BUILDER, _graph_op_types
 
 from colourise_tf import data, prepare, shards
+from colourise_tf.cli import prepare as prepare_cli
 
 S = 16  # output side
 TOL = 6  # JPEG levels (a flat colour goes through up to two JPEG encodings)
@@ -202,14 +203,14 @@ def test_interrupted_preparation_resumes_with_the_missing_shards(prepared3, mixe
     with pytest.raises(FileExistsError, match="already holds prepared shards"):
         prepare.prepare_shards(mixed_dir, out, num_shards=3, short_side=20, progress=False)
     capsys.readouterr()
-    assert prepare.main([mixed_dir, out, "--short-side", "20", "--shards", "3", "--no-progress"]) == 2
+    assert prepare_cli.main([mixed_dir, out, "--short-side", "20", "--shards", "3", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "colourise-prepare: error:" in err and out in err
 
 
 def test_prepare_cli_writes_a_folder_build_dataset_reads(colours_dir, tmp_path, capsys):
     out = str(tmp_path / "cli")
-    assert prepare.main([colours_dir, out, "--image-size", "16", "--shards", "2", "--no-progress"]) == 0
+    assert prepare_cli.main([colours_dir, out, "--image-size", "16", "--shards", "2", "--no-progress"]) == 0
     assert "wrote 8 images in 2 shard(s)" in capsys.readouterr().out
     info = shards.read_info(out)
     assert info["short_side"] == prepare.default_short_side(16) == 18

@@ -19,6 +19,7 @@ import tensorflow as tf
 from helpers import S, make_run  # noqa: E402
 
 from colourise_tf import evaluate
+from colourise_tf.cli import eval as eval_cli
 from colourise_tf.predictors import KerasPredictor, SavedModelPredictor, TFLitePredictor, load_predictor
 from colourise_tf.serving import savedmodel as sm
 from colourise_tf.serving import tflite as tl
@@ -236,7 +237,7 @@ def test_run_directory_and_checkpoint_prefix_on_ram_and_as_file_uri(ram_run, loc
 def test_eval_cli_ram_models_and_ram_out(ram_run, ram_savedmodel, ram_tflite, ram_root, capsys, clean_cwd):
     out = f"{ram_root}/eval"
     prefix = f"{ram_run}/checkpoints/ckpt-1"
-    rc = evaluate.main(
+    rc = eval_cli.main(
         [
             "--model",
             ram_savedmodel,
@@ -297,7 +298,7 @@ def test_eval_cli_refuses_a_ram_out_that_is_a_file(ram_root, capsys, monkeypatch
     with gfile.GFile(blocker, "w") as f:
         f.write("keep me")
     for out in (blocker, f"{blocker}/sub"):
-        rc = evaluate.main(["--model", f"{ram_root}/missing", "--perceptual-weights", "none", "--out", out])
+        rc = eval_cli.main(["--model", f"{ram_root}/missing", "--perceptual-weights", "none", "--out", out])
         assert rc == 2
         err = capsys.readouterr().err
         assert f"--out {out}" in err and "not a directory" in err and "Traceback" not in err
@@ -305,6 +306,6 @@ def test_eval_cli_refuses_a_ram_out_that_is_a_file(ram_root, capsys, monkeypatch
 
 
 def test_eval_cli_missing_ram_model_exits_2(ram_root, capsys, clean_cwd):
-    rc = evaluate.main(["--model", f"{ram_root}/missing", "--perceptual-weights", "none", "--out", f"{ram_root}/o"])
+    rc = eval_cli.main(["--model", f"{ram_root}/missing", "--perceptual-weights", "none", "--out", f"{ram_root}/o"])
     assert rc == 2 and "does not exist" in capsys.readouterr().err
     assert not gfile.exists(f"{ram_root}/o")

@@ -1,4 +1,5 @@
-"""Console scripts: ``colourise`` (:mod:`.colourise`), ``colourise-train`` (:mod:`.train`)
-and ``colourise-export`` (:mod:`.export`); ``colourise-eval`` and ``colourise-prepare``
-live beside the code they drive (:mod:`colourise_tf.evaluate`, :mod:`colourise_tf.prepare`).
-Each also runs as ``python -m colourise_tf.cli.<name>``."""
+"""Console scripts, each also runnable as ``python -m colourise_tf.cli.<name>``:
+``colourise`` (:mod:`.colourise`), ``colourise-train`` (:mod:`.train`),
+``colourise-export`` (:mod:`.export`), ``colourise-eval`` (:mod:`.eval`) and
+``colourise-prepare`` (:mod:`.prepare`). They parse arguments and report errors; the
+work is done by the library modules they call."""

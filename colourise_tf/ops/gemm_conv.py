@@ -1,14 +1,10 @@
 """Convolutions over few positions as plain GEMMs (the deep U-Net and PatchGAN layers).
 
 Where a layer sees few spatial positions and many channels (the U-Net's 2x2-8x8
-layers at batch 4), the work is one skinny GEMM against a large kernel, and how
-the kernel is read decides the time. On the AVX2 CPU this project was measured on
-(AMD Zen 3, no AVX-512), TF's ``MatMul`` with a large *transposed* second operand
-copies it first, at memory-transpose speed (a 32 MB kernel: ~90-110 ms), and
-oneDNN's kernels for these layers run as slowly (presumably re-laying out the kernel
-on every call):
-the U-Net's 1024->512 transposed convs took ~360-390 ms forward at 2x2 and 4x4
-inputs. Here every product reads the kernel as stored:
+layers at batch 4), the work is one skinny GEMM against a large kernel, and how the
+kernel is read decides the time: TensorFlow's ``MatMul`` copies a large transposed
+operand first, and oneDNN's kernels for these layers were as slow (see
+``docs/cpu_kernels.md``). Here every product reads the kernel as stored::
 
     conv:            y = im2col(x) @ K          K = kernel as [k*k*C_in, C_out]
     transposed conv: y = col2im((K' @ x^T)^T)   K' = kernel as [k*k*C_out, C_in]
@@ -48,24 +44,7 @@ def gemm_conv_wanted(rows: int, kernel_shape, strides, dtype, training: bool) ->
     stride. (:func:`colourise_tf.ops.conv2d` also leaves convs with more
     than ``MAX_ROWS_VS_WINOGRAD`` rows to Winograd where that applies.)
 
-    Measured fwd+bwd with one thread at batch 4 on AMD Zen 3 (AVX2), first of two
-    runs (the second within 20%), against the TF path :func:`colourise_tf.ops.conv2d` took before
-    (``benchmarks/layer_kernels.py --only gemm
-    --intra-op-threads 1``): U-Net transposed convs 1024->512 4.9x at 64 rows and
-    2.2x at 256, 512->512 5.9x at 16, 1024->256 2.25x at 256 and 1.47x at 1024;
-    encoder convs 512->512 7.1x at 16 rows, 3.9x at 64, 2.0x at 256, 256->512 1.7x at
-    256 and 1.2x at 1024; the PatchGAN's stride-1 256->512 4.4x at 36 rows and 2.1x
-    at 196 (Winograd: 1.5x at 196, 2.3x at 484 where GEMMs give 1.4x). Layers with
-    fewer channels or more rows lose: 512->128 at 4096 rows 0.84x, 128->256 at 4096
-    0.68x. bfloat16 keeps oneDNN's kernels: this CPU has no native bfloat16.
-
-    On an Intel Xeon with AVX-512 and AMX (2 cores, same command), float32: 512->512
-    1.47x at 64 rows and 1.74x at 16, 1.08x at 256; transposed 1024->512 2.09x at 64
-    rows and 1.26x at 256, 1024->256 1.06x at 256; the PatchGAN's 256->512 1.52x at
-    36 rows; but at 1024 rows 256->512 0.79x, 1024->256 0.99x and 512->128 0.57x,
-    hence ``MAX_ROWS_AVX512``. The whole float32 step (G + three-scale D, batch 4,
-    256x256) was 1.7% and 3.9% faster with it in two interleaved in-process A/Bs.
-    bfloat16 (AMX) is not routed here.
+    The thresholds come from per-layer measurements: ``docs/cpu_kernels.md``.
     """
     if not cpu_kernels_enabled(training) or getattr(dtype, "name", dtype) not in DTYPES:
         return False

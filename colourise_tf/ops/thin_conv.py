@@ -39,10 +39,7 @@ def thin_output_wanted(kernel_shape, strides, dtype, training: bool) -> bool:
     Training where the CPU-kernel gate allows (by default on a CPU-only host), float32 or
     bfloat16, stride 1, at most
     ``MAX_OUTPUT_CHANNELS`` output and at least ``MIN_INPUT_CHANNELS`` input channels.
-    Measured fwd+bwd with one thread at batch 4, 4x4 512->1, in two runs
-    (``python benchmarks/layer_kernels.py --only winograd --intra-op-threads 1`` and
-    a throw-away script): float32 3.8-6.1x faster at 31x31 outputs, 2.5-4.0x at
-    15x15, 1.3-1.9x at 7x7; bfloat16 2.8-4.9x, 2.4-3.8x and 1.6-2.7x.
+    The thresholds come from per-layer measurements: ``docs/cpu_kernels.md``.
     """
     if not cpu_kernels_enabled(training) or getattr(dtype, "name", dtype) not in ("float32", "bfloat16"):
         return False

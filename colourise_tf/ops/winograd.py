@@ -81,11 +81,7 @@ def winograd_wanted(kernel_shape, strides, out_hw, dtype, training: bool) -> boo
     output channels (the per-tile GEMMs must be worth a kernel call) and at least two
     output tiles per side.
 
-    Measured fwd+bwd with one thread at batch 4 (``python benchmarks/layer_kernels.py
-    --only winograd --intra-op-threads 1``, three runs): 4x4 256->512 2.2-2.5x faster
-    at 31x31 outputs, 2.1-2.5x at 15x15, 1.2-1.35x at 7x7; 3x3 256->256 at 64x64
-    2.2-2.4x; 4x4 128->256 at 31x31 1.7-1.9x; but 3x3 64->64 gains nothing, 4x4
-    64->128 1.3-1.5x (left out), and 512->1 is 2x slower.
+    The thresholds come from per-layer measurements: ``docs/cpu_kernels.md``.
     """
     if not cpu_kernels_enabled(training) or getattr(dtype, "name", dtype) not in DTYPES:
         return False
