@@ -774,12 +774,11 @@ def per_core(args, argv) -> dict:
     results["notes"] += [
         f"The {args.n} JPEGs are crops of the same 9 sample photos, so their content repeats; "
         "file sizes, dimensions and quality are ImageNet-like, the decode work per file too.",
-        f"This {cores}-core VM was shared with a colleague running tests (load averages in "
-        f"'machine'): at {t_max} threads the process got {min(util):.2f}-{max(util):.2f} CPU seconds "
-        "per wall second (cpu_utilisation); below the thread count, the other core was busy, which "
-        f"lowers 'images_per_s_per_core' ({t_max}-thread rate / {t_max}). 'images_per_cpu_second' "
-        "(images per process CPU second, consumer thread included) does not depend on how much "
-        "CPU the process got.",
+        f"At {t_max} threads the process got {min(util):.2f}-{max(util):.2f} CPU seconds per wall "
+        f"second (cpu_utilisation) on this {cores}-core machine (load averages at start and end in "
+        f"'machine'); anything else running lowers 'images_per_s_per_core' ({t_max}-thread rate / "
+        f"{t_max}). 'images_per_cpu_second' (images per process CPU second, consumer thread included) "
+        "does not depend on how much CPU the process got.",
         "Breakdown figures are differences of medians; values within about +-0.05 ms of 0 (the "
         "record parse) are below the resolution on this machine.",
         "With resize_on_device=True the batch is uint8 [B, P, P, 3] padded windows (P = the stored "

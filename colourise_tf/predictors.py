@@ -51,7 +51,7 @@ import tensorflow as tf
 
 from . import colour, fileio, inference
 from .config import ExperimentConfig, from_dict
-from .formats import run_dir, savedmodel_assets, tflite_files
+from .formats import model_description, run_dir, savedmodel_assets, tflite_files
 
 logger = logging.getLogger(__name__)
 
@@ -715,7 +715,6 @@ class TFLitePredictor(Predictor):
                 self.sidecar_path = cand
                 break
         side = self.sidecar or {}
-        n_classes = int(side.get("n_classes", 0) or 0)
         self._in = _pick_detail(
             self._interp.get_input_details(),
             side.get("input_name"),
@@ -732,7 +731,7 @@ class TFLitePredictor(Predictor):
             prefer_channels=(2,),
         )
         signature = [int(v) for v in self._in.get("shape_signature", self._in["shape"])]
-        self._mask_only = bool(side.get("mask_target") == "partial")
+        self._mask_only = model_description.colours_inside_mask_only(side)
         if side.get("mask_channel") and "mask_target" not in side:
             logger.warning(
                 "%s: the sidecar %s predates mask_target; assuming the model was trained with "
@@ -741,13 +740,7 @@ class TFLitePredictor(Predictor):
                 self.sidecar_path,
             )
         if self.sidecar is not None:
-            spec = inference.ModelSpec(
-                image_size=int(side["image_size"]),
-                colour_space=str(side.get("colour_space", "lab")),
-                noise_channel=bool(side.get("noise_channel", False)),
-                mask_channel=bool(side.get("mask_channel", False)),
-                n_classes=n_classes,
-            )
+            spec = model_description.spec_from_description(side)
         else:
             shape = [None if v < 0 else v for v in signature]
             spec = _spec_from_signature_shape(shape, source)

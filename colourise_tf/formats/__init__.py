@@ -2,5 +2,6 @@
 
 * :mod:`.run_dir`: a training run directory (``config.json``, ``checkpoints/``, ...);
 * :mod:`.savedmodel_assets`: the files a SavedModel export carries in ``assets/``;
-* :mod:`.tflite_files`: ``.tflite`` variant names and their sidecar JSON.
+* :mod:`.tflite_files`: ``.tflite`` variant names and their sidecar JSON;
+* :mod:`.model_description`: the generator's description both exports carry.
 """

@@ -84,6 +84,7 @@ from colourise_tf import colour, fileio, inference
 from colourise_tf.config import ExperimentConfig, to_dict
 from colourise_tf.fileio import atomic_write_text
 from colourise_tf.formats import savedmodel_assets
+from colourise_tf.formats.model_description import describe_model
 from colourise_tf.models import generator_input_channels
 from colourise_tf.runs import load_run
 
@@ -442,14 +443,7 @@ def export_metadata(
     return {
         "format_version": METADATA_VERSION,
         "kind": "savedmodel",
-        "preset": cfg.name,
-        "image_size": int(m.image_size),
-        "colour_space": m.colour_space,
-        "noise_channel": bool(m.noise_channel),
-        "mask_channel": bool(m.mask_channel),
-        "n_classes": int(m.n_classes),
-        "generator": m.generator.kind,
-        "generator_input_channels": generator_input_channels(m),
+        **describe_model(cfg),
         "step": step,
         "checkpoint": checkpoint,
         "output_format": output_format,
@@ -457,7 +451,6 @@ def export_metadata(
         "png_compression": png_compression,
         "max_pixels": int(max_pixels),
         "serving_noise_seed": [0, 0] if m.noise_channel else None,
-        "mask_target": cfg.loss.mask_target if m.mask_channel else None,
         "serving_hints": _serving_hints(cfg),
         "signatures": list(ALL_SIGNATURES),
     }

@@ -59,6 +59,7 @@ from colourise_tf.config import ExperimentConfig, save_config
 from colourise_tf.fileio import atomic_write_bytes
 from colourise_tf.formats import run_dir as run_dir_format
 from colourise_tf.formats import tflite_files
+from colourise_tf.formats.model_description import describe_model
 from colourise_tf.models import generator_input_channels
 from colourise_tf.predictors import TFLiteRunner
 from colourise_tf.runs import LoadedRun, load_run
@@ -350,25 +351,15 @@ def _io_details(model: bytes) -> dict[str, Any]:
 
 def sidecar_base(cfg: ExperimentConfig) -> dict[str, Any]:
     """The loader-facing fields of ``<name>.json``."""
-    m = cfg.model
     return {
         "format_version": SIDECAR_VERSION,
         "kind": "tflite",
-        "image_size": int(m.image_size),
-        "colour_space": m.colour_space,
-        "noise_channel": bool(m.noise_channel),
-        "mask_channel": bool(m.mask_channel),
-        "n_classes": int(m.n_classes),
-        "preset": cfg.name,
+        **describe_model(cfg),
         "input_name": input_name_for(cfg),
         "output_name": OUTPUT_NAME,
-        "generator": m.generator.kind,
-        "generator_input_channels": generator_input_channels(m),
         "input_range": [-1.0, 1.0],
         "output_range": [-1.0, 1.0],
-        "noise_seed": [0, 0] if m.noise_channel else None,
-        # "partial": the model colours inside its mask only (no mask given = a full one)
-        "mask_target": cfg.loss.mask_target if m.mask_channel else None,
+        "noise_seed": [0, 0] if cfg.model.noise_channel else None,
     }
 
 
