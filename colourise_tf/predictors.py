@@ -65,7 +65,6 @@ __all__ = [
     "SavedModelPredictor",
     "TFLitePredictor",
     "load_predictor",
-    "input_channels",
     "TFLITE_VARIANTS",
     "TFLiteRunner",
 ]
@@ -177,11 +176,6 @@ def _read_json(path: Path | _UriPath) -> Any:
     return json.loads(fileio.read_text(path))
 
 
-def input_channels(spec: inference.ModelSpec) -> int:
-    """``C_in`` of a generator (:attr:`colourise_tf.inference.ModelSpec.input_channels`)."""
-    return spec.input_channels
-
-
 def _resample_noise(g_in: tf.Tensor, sample: int) -> tf.Tensor:
     """Replaces channel 1 (the noise channel) by the ``sample``-th N(0, 1) draw."""
     noise = tf.random.stateless_normal(
@@ -250,7 +244,7 @@ class Predictor:
     @property
     def input_channels(self) -> int:
         """``C_in`` of the generator input (see :func:`input_channels`)."""
-        return input_channels(self.spec)
+        return self.spec.input_channels
 
     @property
     def colours_inside_mask_only(self) -> bool:
@@ -744,7 +738,7 @@ class TFLitePredictor(Predictor):
         else:
             shape = [None if v < 0 else v for v in signature]
             spec = _spec_from_signature_shape(shape, source)
-        want = [1, spec.image_size, spec.image_size, input_channels(spec)]
+        want = [1, spec.image_size, spec.image_size, spec.input_channels]
         if signature[-1] != want[-1]:
             raise ValueError(f"{source}: input has {signature[-1]} channels, the model description says {want[-1]}")
         if [int(v) for v in self._in["shape"]] != want:

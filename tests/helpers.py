@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import keras
@@ -123,3 +124,12 @@ def cpu_kernel_ops(graph) -> list[str]:
         if in_scope or custom:
             found.append(op.name)
     return found
+
+
+def train_command(workdir, *args: str, preset: str = "tiny") -> list[str]:
+    """``colourise-train`` in a fresh interpreter: ``python -m colourise_tf.cli.train``
+    on ``preset`` into ``workdir``, without a progress bar, then ``args``."""
+    return [
+        sys.executable, "-m", "colourise_tf.cli.train", "--preset", preset,
+        "--workdir", str(workdir), "--no-progress", *args,
+    ]  # fmt: skip

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import train_command
 
 from colourise_tf import config as config_lib
 
@@ -356,15 +357,8 @@ def test_cli_cpu_replicas_in_a_fresh_process(tmp_path):
     (4 over 3) trains; the run logs its devices and replica count, and prints no
     error-level line (Grappler's remapper included)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0")
-    cmd = [
-        sys.executable,
-        "-m",
-        "colourise_tf.cli.train",
-        "--preset",
-        "tiny",
-        "--workdir",
-        str(tmp_path / "run"),
-        "--no-progress",
+    cmd = train_command(
+        tmp_path / "run",
         "--cpu-replicas",
         "3",
         "--steps",
@@ -372,7 +366,7 @@ def test_cli_cpu_replicas_in_a_fresh_process(tmp_path):
         "data.batch_size=4",
         "train.precision=float32",
         "train.checkpoint_every=1",
-    ]
+    )
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MirroredStrategy: 3 replica(s) on" in proc.stderr

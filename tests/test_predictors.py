@@ -23,7 +23,6 @@ from colourise_tf.predictors import (
     KerasPredictor,
     SavedModelPredictor,
     TFLitePredictor,
-    input_channels,
     load_predictor,
 )
 from colourise_tf.runs import load_run
@@ -34,7 +33,7 @@ S = 32
 def save_generator_savedmodel(run_dir: Path, model_dir: Path) -> Path:
     """A SavedModel with the contract's ``generator`` signature and config asset."""
     run = load_run(run_dir)
-    c_in = input_channels(inference.ModelSpec.from_model_config(run.cfg.model))
+    c_in = inference.ModelSpec.from_model_config(run.cfg.model).input_channels
 
     class Export(tf.Module):
         def __init__(self, gen):
@@ -56,7 +55,7 @@ def save_tflite(run_dir: Path, path: Path, *, int8: bool = False, sidecar: bool 
     """A fixed-shape ``[1, S, S, C_in]`` .tflite of the run's generator (+ sidecar)."""
     run = load_run(run_dir)
     spec = inference.ModelSpec.from_model_config(run.cfg.model)
-    inp = keras.Input((S, S, input_channels(spec)), batch_size=1, name="grey")
+    inp = keras.Input((S, S, spec.input_channels), batch_size=1, name="grey")
     wrapper = keras.Model(inp, run.generator(inp, training=False))
     conv = tf.lite.TFLiteConverter.from_keras_model(wrapper)
     if int8:
@@ -64,7 +63,7 @@ def save_tflite(run_dir: Path, path: Path, *, int8: bool = False, sidecar: bool 
 
         def representative():
             for _ in range(8):
-                yield [rng.uniform(-1, 1, (1, S, S, input_channels(spec))).astype(np.float32)]
+                yield [rng.uniform(-1, 1, (1, S, S, spec.input_channels)).astype(np.float32)]
 
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = representative

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import train_command
 
 from colourise_tf import config as config_lib
 
@@ -46,18 +46,7 @@ def _generator_weights(workdir: Path) -> dict[str, np.ndarray]:
 
 def _run_cli(workdir: Path, *args: str, env_extra=None, timeout=600) -> subprocess.CompletedProcess:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_DETERMINISTIC_OPS="1", **(env_extra or {}))
-    cmd = [
-        sys.executable,
-        "-m",
-        "colourise_tf.cli.train",
-        "--preset",
-        "tiny",
-        "--workdir",
-        str(workdir),
-        "--no-progress",
-        *FAST,
-        *args,
-    ]
+    cmd = train_command(workdir, *FAST, *args)
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -383,19 +372,7 @@ def test_mirrored_resume_continues_the_input_exactly(tmp_path, caplog, input_dis
 
 def test_sigterm_writes_checkpoint_and_resume_continues(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    cmd = [
-        sys.executable,
-        "-m",
-        "colourise_tf.cli.train",
-        "--preset",
-        "tiny",
-        "--workdir",
-        str(tmp_path),
-        "--no-progress",
-        *FAST,
-        "train.steps=100000",
-        "train.checkpoint_every=100000",
-    ]
+    cmd = train_command(tmp_path, *FAST, "train.steps=100000", "train.checkpoint_every=100000")
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     logs = tmp_path / "logs"
     deadline = time.time() + 240
@@ -577,20 +554,7 @@ def _start_workers(tmp_path, ports, *args):
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=json.dumps(tf_config))
-        cmd = [
-            sys.executable,
-            "-m",
-            "colourise_tf.cli.train",
-            "--preset",
-            "tiny",
-            "--workdir",
-            str(tmp_path),
-            "--no-progress",
-            "--strategy",
-            "multiworker",
-            *FAST,
-            *args,
-        ]
+        cmd = train_command(tmp_path, "--strategy", "multiworker", *FAST, *args)
         procs.append(
             subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         )
